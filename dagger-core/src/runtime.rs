@@ -1,0 +1,142 @@
+//! The runtime: a pool of worker threads (rayon) that runs graphs.
+
+use std::sync::OnceLock;
+
+use crate::error::Error;
+
+/// Worker threads that run graphs. Cheap to share by reference; one runtime runs any
+/// number of graphs, one after another or at the same time, and stays usable after a
+/// graph fails.
+pub struct Runtime {
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("threads", &self.threads())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    pub(crate) fn pool(&self) -> &rayon::ThreadPool {
+        &self.pool
+    }
+}
+
+/// Configures a [`Runtime`].
+#[derive(Debug, Default, Clone)]
+pub struct RuntimeBuilder {
+    threads: Option<usize>,
+    thread_name: Option<String>,
+}
+
+impl RuntimeBuilder {
+    /// The number of worker threads (default: the number of CPUs).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// The prefix of the worker threads' names (default `dagger-worker`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// Starts the worker threads.
+    pub fn build(self) -> Result<Runtime, Error> {
+        let threads = match self.threads {
+            Some(0) => {
+                return Err(Error::Config(
+                    "a runtime needs at least 1 thread, got 0".into(),
+                ))
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
+        let prefix = self
+            .thread_name
+            .unwrap_or_else(|| "dagger-worker".to_owned());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("{prefix}-{i}"))
+            .build()
+            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        Ok(Runtime { pool })
+    }
+}
+
+/// The environment variable that sets the default runtime's thread count.
+pub const THREADS_ENV: &str = "DAGGER_THREADS";
+
+/// The runtime that [`Dag::run`](crate::Dag::run) uses, built on first use with
+/// `DAGGER_THREADS` threads (default: the number of CPUs).
+pub fn default_runtime() -> Result<&'static Runtime, Error> {
+    static DEFAULT: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    let built = DEFAULT.get_or_init(|| {
+        let mut builder = Runtime::builder();
+        if let Some(threads) = threads_from_env(std::env::var(THREADS_ENV).ok().as_deref())? {
+            builder = builder.threads(threads);
+        }
+        builder.build().map_err(|e| e.to_string())
+    });
+    built
+        .as_ref()
+        .map_err(|message| Error::Config(message.clone()))
+}
+
+fn threads_from_env(value: Option<&str>) -> Result<Option<usize>, String> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "{THREADS_ENV} must be a positive integer, got `{value}`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_count_from_env() {
+        assert_eq!(threads_from_env(None), Ok(None));
+        assert_eq!(threads_from_env(Some("  ")), Ok(None));
+        assert_eq!(threads_from_env(Some("3")), Ok(Some(3)));
+        assert!(threads_from_env(Some("0"))
+            .unwrap_err()
+            .contains("positive integer"));
+        assert!(threads_from_env(Some("many"))
+            .unwrap_err()
+            .contains("`many`"));
+    }
+
+    #[test]
+    fn zero_threads_is_an_error() {
+        let err = Runtime::builder().threads(0).build().unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn builds_with_the_requested_threads() {
+        let rt = Runtime::builder().threads(3).build().unwrap();
+        assert_eq!(rt.threads(), 3);
+    }
+}

@@ -1,8 +1,288 @@
-//! placeholder
-pub use dagger_core::*;
-pub use dagger_macros::{dag, task};
+//! # dagger: ordinary Rust functions as a parallel task graph
+//!
+//! Mark functions `#[task]`, compose them in a [`dag!`] block, and run the block: calls
+//! that do not depend on each other run in parallel on a pool of worker threads, and the
+//! result is exactly what the block gives when run as plain Rust. The graph is derived
+//! from Rust's own syntax and checked at compile time.
+//!
+//! ```
+//! use dagger::prelude::*;
+//!
+//! #[task]
+//! fn load(n: usize) -> Vec<f64> {
+//!     (0..n).map(|i| i as f64).collect()
+//! }
+//!
+//! #[task(name = "sum-of-squares")]
+//! fn sumsq(xs: &[f64]) -> f64 {
+//!     xs.iter().map(|x| x * x).sum()
+//! }
+//!
+//! #[task]
+//! fn normalize(xs: &mut Vec<f64>, norm: f64) {
+//!     xs.iter_mut().for_each(|x| *x /= norm.sqrt());
+//! }
+//!
+//! #[task]
+//! fn concat(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+//!     a.extend(b);
+//!     a
+//! }
+//!
+//! #[task]
+//! fn checked_div(a: f64, b: f64) -> Result<f64, String> {
+//!     if b == 0.0 { Err("division by zero".into()) } else { Ok(a / b) }
+//! }
+//!
+//! # fn main() -> Result<(), dagger::Error> {
+//! let g = dag! {
+//!     let mut a = load(1_000);        // node
+//!     let b = load(2_000);            // node, independent of `a`: runs in parallel
+//!     let s = sumsq(&a);              // reads a
+//!     normalize(&mut a, s);           // writes a: after every earlier reader, before later ones
+//!     let t = sumsq(&a);              // reads the normalized a
+//!     let c = concat(a, b);           // moves a and b
+//!     let d = checked_div(t, 2.0)?;   // a task returning Result: `?` fails the graph on Err
+//!     (c.len(), d)                    // tail: the graph's output (glue code, any expression)
+//! };
+//! println!("{}", g.to_dot());         // the static structure, known at compile time
+//! let (len, d) = g.run()?;            // blocking, on the default runtime
+//! assert_eq!(len, 3_000);
+//! assert!((d - 0.5).abs() < 1e-9);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## `#[task]`
+//!
+//! The function stays an ordinary function: same signature, callable as before. The
+//! attribute also emits a braced struct with the same name (in the type namespace) that
+//! implements [`Task`], carrying the task's compile-time metadata ([`TaskMeta`]: name,
+//! module, source location, parameter and return types). `use my_mod::load;` imports
+//! both. Non-generic tasks register themselves, and [`registry()`] lists every task
+//! linked into the binary:
+//!
+//! ```
+//! use dagger::prelude::*;
+//!
+//! #[task(name = "parse-csv")]
+//! fn parse(text: &str) -> Vec<Vec<String>> {
+//!     text.lines().map(|l| l.split(',').map(str::to_owned).collect()).collect()
+//! }
+//!
+//! assert_eq!(parse("a,b\nc,d").len(), 2);                 // still a plain function
+//! assert_eq!(<parse as Task>::META.name(), "parse-csv");  // and a task
+//! assert_eq!(<parse as Task>::META.params()[0].ty(), "&str");
+//! assert!(dagger::registry().iter().any(|t| t.name() == "parse-csv"));
+//! assert_eq!(dagger::find_task("parse-csv").unwrap().function(), "parse");
+//! ```
+//!
+//! Options: `name = "..."`. Misuse is a compile error pointing at the offending token:
+//! unknown or repeated options, `async fn`, `unsafe fn`, `extern fn`, methods (`self`),
+//! and the attribute on anything but a function.
+//!
+//! ## `dag! { ... }`: sequential semantics, parallel execution
+//!
+//! Every statement of the block is a node. A statement whose expression is a call
+//! `path(args)` (optionally followed by `?`) is a *task node* and `path` must be a
+//! `#[task]`; any other statement (operators, method calls, literals, macros such as
+//! `println!`) is a *glue node*. The final expression without `;` is the *tail*: it runs
+//! after every node and is the graph's output.
+//!
+//! Edges come from how each statement uses the block's bindings:
+//!
+//! | syntax | access | waits for |
+//! |---|---|---|
+//! | `let x = f(..)` | defines `x` | — |
+//! | `&x` | read (shared) | the last writer of `x` |
+//! | `&mut x` | write (exclusive) | the readers since the last writer, or that writer |
+//! | `x` as an argument, last use | move (exclusive) | as a write |
+//! | `x` as an argument, used again later | copy (needs `Copy`) | as a read |
+//! | `x.method()`, `x.field`, `x + 1`, `x` in a macro or closure | read; write if `x` is `mut` | as a read / write |
+//! | `x = ..`, `x += ..` | write (needs `mut`) | as a write |
+//!
+//! These are the read-after-write, write-after-read and write-after-write hazards;
+//! nodes with no hazard between them may run at the same time. Everything else follows
+//! from Rust: a binding moved into one task cannot be used afterwards (unless it is
+//! `Copy`), `&mut` needs `let mut`, and a borrow of a binding cannot escape its
+//! statement. The tail sees plain values:
+//!
+//! ```compile_fail
+//! use dagger::prelude::*;
+//!
+//! #[task]
+//! fn square(x: u64) -> u64 { x * x }
+//! #[task]
+//! fn push(v: &mut Vec<u64>, x: u64) { v.push(x) }
+//!
+//! # fn main() -> Result<(), dagger::Error> {
+//! let base = 3;                        // captured from outside the block
+//! let g = dag! {
+//!     let mut v = Vec::with_capacity(4);   // a call of a non-task path must be glue: see below
+//!     let a = square(base);
+//!     let b = square(base + 1);        // runs in parallel with `a`
+//!     push(&mut v, a);                 // writes v: after its definition
+//!     push(&mut v, b);                 // after the first push (write-after-write on v)
+//!     let total = a + b;               // glue: `a` and `b` are Copy, so still usable
+//!     (v, total)
+//! };
+//! # let _ = g;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The block above does not compile as it stands, on purpose: `Vec::with_capacity(4)` is
+//! a call, so it must be a task. Wrap glue calls in a block (`{ Vec::with_capacity(4) }`)
+//! or use a macro (`vec![]`). With that change it runs:
+//!
+//! ```
+//! # use dagger::prelude::*;
+//! # #[task] fn square(x: u64) -> u64 { x * x }
+//! # #[task] fn push(v: &mut Vec<u64>, x: u64) { v.push(x) }
+//! # fn main() -> Result<(), dagger::Error> {
+//! let base = 3;
+//! let (v, total) = dag! {
+//!     let mut v = { Vec::with_capacity(4) };
+//!     let a = square(base);
+//!     let b = square(base + 1);
+//!     push(&mut v, a);
+//!     push(&mut v, b);
+//!     let total = a + b;
+//!     (v, total)
+//! }
+//! .run()?;
+//! assert_eq!(v, [9, 16]);
+//! assert_eq!(total, 25);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Values from outside the block are captured (by reference when borrowed, by value
+//! when moved), so a [`Dag`] may borrow its environment: `run` blocks until the graph is
+//! done. Values that cross threads must be `Send`, and bindings read by several nodes at
+//! once must be `Sync`, exactly as with `std::thread::scope`.
+//!
+//! ### The graph without running it
+//!
+//! The shape is a compile-time constant: [`Dag::graph`] returns a `&'static` [`Graph`]
+//! with its [`Node`]s (task, accesses, source location and text) and [`Edge`]s (binding
+//! and [`Hazard`]); [`Dag::to_dot`] renders it for Graphviz.
+//!
+//! ```
+//! use dagger::prelude::*;
+//! use dagger::{AccessMode, Hazard};
+//!
+//! #[task]
+//! fn make() -> Vec<i32> { vec![3, 1, 2] }
+//! #[task]
+//! fn sort(v: &mut Vec<i32>) { v.sort() }
+//! #[task]
+//! fn first(v: &[i32]) -> i32 { v[0] }
+//!
+//! let g = dag! {
+//!     let mut v = make();
+//!     let x = first(&v);
+//!     sort(&mut v);
+//!     let y = first(&v);
+//!     (x, y)
+//! };
+//! let graph = g.graph();
+//! assert_eq!(graph.nodes().len(), 4);
+//! assert_eq!(graph.nodes()[2].name(), "sort");
+//! assert_eq!(graph.nodes()[2].accesses()[0].mode(), AccessMode::Write);
+//! // sort waits for the first reader (write-after-read)...
+//! assert!(graph.edges().iter().any(|e| (e.from(), e.to(), e.hazard()) == (1, 2, Hazard::WriteAfterRead)));
+//! // ...and the second reader waits for sort (read-after-write).
+//! assert!(graph.depends_on(3, 2));
+//! assert!(g.to_dot().starts_with("digraph"));
+//! assert_eq!(g.run().unwrap(), (3, 1));
+//! ```
+//!
+//! ## Failure
+//!
+//! `?` after a task that returns `Result<T, E>` (with `E` convertible into [`BoxError`]:
+//! any error type, `String` or `&str`) fails the graph on `Err`; a panicking node fails
+//! it too. [`Dag::run`] then returns an [`Error`] naming the task and its source
+//! location; nodes that depend on the failed node do not run, nodes already running
+//! finish, and the runtime stays ready for the next graph.
+//!
+//! ```
+//! use dagger::prelude::*;
+//!
+//! #[task]
+//! fn parse(s: &str) -> Result<i64, std::num::ParseIntError> { s.parse() }
+//! #[task]
+//! fn double(x: i64) -> i64 { 2 * x }
+//!
+//! let err = dag! {
+//!     let x = parse("forty-two")?;
+//!     double(x)
+//! }
+//! .run()
+//! .unwrap_err();
+//! assert_eq!(err.task(), Some("parse"));
+//! assert!(err.to_string().contains("invalid digit"));
+//! ```
+//!
+//! ## Runtime
+//!
+//! [`Dag::run`] uses the default runtime, built on first use with `DAGGER_THREADS`
+//! worker threads (default: one per CPU). Build your own with [`Runtime::builder`] and
+//! run on it with [`Dag::run_on`]. A `dag!` may run inside a task (nested graphs share
+//! the workers).
+//!
+//! ```
+//! use dagger::prelude::*;
+//!
+//! #[task]
+//! fn inc(x: u32) -> u32 { x + 1 }
+//!
+//! let rt = Runtime::builder().threads(2).build()?;
+//! let y = dag! { let a = inc(1); let b = inc(a); b }.run_on(&rt)?;
+//! assert_eq!(y, 3);
+//! # Ok::<(), dagger::Error>(())
+//! ```
+//!
+//! ## Checked at compile time
+//!
+//! Each of these is a compile error pointing at your token (see `tests/ui/`): use of a
+//! moved binding; `&mut` of, or assignment to, a binding not declared `mut`; a duplicate
+//! binding; a call to a function that is not a `#[task]`; `?` on a task that does not
+//! return `Result`; `return`, `break`, loops, `.await`, items, `let` without a value;
+//! argument type mismatches (rustc's own error, at the argument).
+//!
+//! Known limits: a call of a non-task path as a statement must be wrapped to be glue;
+//! generated code contains `unsafe` blocks, so crates with `#![forbid(unsafe_code)]`
+//! cannot use `dag!`; a binding used inside a format string by name (`"{x}"`) is seen,
+//! one hidden inside another macro's custom syntax may not be.
+
+#![warn(missing_docs)]
+
+pub use dagger_core::{
+    default_runtime, find_task, registry, Access, AccessMode, BoxError, BoxedBody, Dag, Edge,
+    Error, Graph, Hazard, Location, Node, NodeKind, Param, Runtime, RuntimeBuilder, Schedule, Task,
+    TaskMeta, THREADS_ENV,
+};
+
+/// Makes a function a task: it stays callable as before, and becomes a graph node type
+/// that implements [`Task`]. See [the crate documentation](crate#task).
+pub use dagger_macros::task;
+
+/// Builds a [`Dag`] from a block with sequential semantics, checked at compile time.
+/// See [the crate documentation](crate#dag---sequential-semantics-parallel-execution).
+pub use dagger_macros::dag;
+
+/// Everything a typical program needs: `use dagger::prelude::*;`.
+pub mod prelude {
+    pub use crate::{dag, task, Dag, Error, Runtime, Task};
+}
+
+/// The only path generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use dagger_core::__macro_support::*;
-    pub use dagger_core::*;
+    pub use dagger_core::{
+        Access, AccessMode, BoxError, Dag, Edge, Error, Graph, Hazard, Location, Node, NodeKind,
+        Param, Runtime, Schedule, Task, TaskMeta,
+    };
 }

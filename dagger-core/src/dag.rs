@@ -80,15 +80,12 @@ impl<T, F> std::fmt::Debug for Dag<'_, T, F> {
     label = "this call does not return a `Result` that `?` can fail the graph with",
     note = "remove the `?`, or make the task return `Result<T, E>` where `E` converts into `Box<dyn Error + Send + Sync>`"
 )]
-pub trait NodeResult {
-    /// The success value.
-    type Ok;
+pub trait NodeResult<T> {
     /// Converts into the node's result.
-    fn into_node_result(self) -> Result<Self::Ok, BoxError>;
+    fn into_node_result(self) -> Result<T, BoxError>;
 }
 
-impl<T, E: Into<BoxError>> NodeResult for Result<T, E> {
-    type Ok = T;
+impl<T, E: Into<BoxError>> NodeResult<T> for Result<T, E> {
     fn into_node_result(self) -> Result<T, BoxError> {
         self.map_err(Into::into)
     }
@@ -96,6 +93,6 @@ impl<T, E: Into<BoxError>> NodeResult for Result<T, E> {
 
 /// `?` on a task node: the task's `Result` as the node's result.
 #[inline(always)]
-pub fn node_result<R: NodeResult>(result: R) -> Result<R::Ok, BoxError> {
+pub fn node_result<T, R: NodeResult<T>>(result: R) -> Result<T, BoxError> {
     result.into_node_result()
 }

@@ -131,17 +131,19 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
             if !b.mutable {
                 for u in of_binding() {
                     let what = match u.kind {
-                        UseKind::MutRef => "borrow",
-                        UseKind::Assigned => "assign to",
+                        UseKind::MutRef => "borrow `{}` as mutable",
+                        UseKind::Assigned => "assign to `{}`",
                         _ => continue,
                     };
-                    errors.push(
-                        u.span,
-                        format_args!(
-                            "cannot {what} `{name}` as mutable: it is not declared `mut`; declare it with `let mut {name} = ...`",
-                            name = b.ident
-                        ),
+                    let message = format!(
+                        "cannot {}: it is not declared `mut`; declare it with `let mut {name} = ...`",
+                        what.replace("{}", &b.ident.to_string()),
+                        name = b.ident
                     );
+                    match &u.tokens {
+                        Some(tokens) => errors.push_error(syn::Error::new_spanned(tokens, message)),
+                        None => errors.push(u.span, message),
+                    }
                 }
             }
             let last = last_use[binding] == Some(index) && !tail_bindings.contains(&binding);

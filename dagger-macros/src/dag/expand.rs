@@ -113,7 +113,10 @@ fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
         // SAFETY: this node defines the binding, so no other node has touched it yet.
         quote! { unsafe { #slot.put(#ident) }; }
     });
-    quote! {
+    // Spanned at the statement, so that a value that cannot cross threads is reported
+    // there rather than on the whole block.
+    let span = node.statement.span;
+    quote_spanned! {span=>
         #[allow(unreachable_code, clippy::let_unit_value, clippy::unit_arg)]
         let #cell = ::dagger::__private::NodeCell::new(
             || -> ::core::result::Result<(), ::dagger::__private::BoxError> {
@@ -135,7 +138,8 @@ fn statement_body(stmt: &Stmt, kind: &Kind) -> TokenStream {
             Expr::Try(t) if fallible => {
                 let call = &t.expr;
                 let question = &t.question_token;
-                quote_spanned! {question.span=> ::dagger::__private::node_result(#call)? }
+                let path = quote_spanned! {question.span=> ::dagger::__private::node_result };
+                quote! { #path(#call) #question }
             }
             other => quote!(#other),
         }

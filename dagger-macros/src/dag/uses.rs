@@ -33,6 +33,8 @@ pub(super) struct Use {
     pub(super) binding: usize,
     pub(super) kind: UseKind,
     pub(super) span: Span,
+    /// The whole expression (`&mut x`), for errors that underline all of it.
+    pub(super) tokens: Option<TokenStream>,
 }
 
 /// How a node reaches a binding, decided for the whole statement.
@@ -130,6 +132,7 @@ impl<'a> UseVisitor<'a> {
             binding,
             kind,
             span: ident.span(),
+            tokens: None,
         });
         if self.guarded(binding) {
             let span = ident.span();
@@ -173,6 +176,7 @@ impl<'a> UseVisitor<'a> {
                                 binding,
                                 kind: UseKind::Place,
                                 span: ident.span(),
+                                tokens: None,
                             });
                             if self.guarded(binding) {
                                 out.extend(quote_spanned! {ident.span()=> (*#ident) });
@@ -200,6 +204,7 @@ impl<'a> UseVisitor<'a> {
                                         binding,
                                         kind: UseKind::Place,
                                         span: literal.span(),
+                                        tokens: None,
                                     });
                                 }
                             }
@@ -286,7 +291,11 @@ impl VisitMut for UseVisitor<'_> {
                     } else {
                         UseKind::SharedRef
                     };
+                    let tokens = r.to_token_stream();
                     self.use_binding(&mut r.expr, binding, ident, kind);
+                    if let Some(last) = self.uses.last_mut() {
+                        last.tokens = Some(tokens);
+                    }
                 } else {
                     self.visit_with(Ctx::Place, &mut r.expr);
                 }

@@ -45,7 +45,7 @@ pub(super) fn validate(task: &TaskFn) -> syn::Result<()> {
     for input in &sig.inputs {
         if let FnArg::Receiver(receiver) = input {
             errors.push(
-                receiver.span(),
+                receiver.self_token.span(),
                 "`#[task]` does not support methods (`self`): tasks are free functions; \
                  move the body into a free `fn` that takes the value as a parameter",
             );

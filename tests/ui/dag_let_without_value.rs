@@ -1,0 +1,8 @@
+use dagger::prelude::*;
+
+fn main() {
+    let _ = dag! {
+        let a: usize;
+        a
+    };
+}

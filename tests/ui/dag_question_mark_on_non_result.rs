@@ -1,0 +1,13 @@
+use dagger::prelude::*;
+
+#[task]
+fn load(n: usize) -> usize {
+    n
+}
+
+fn main() {
+    let _ = dag! {
+        let a = load(1)?;
+        a
+    };
+}

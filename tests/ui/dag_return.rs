@@ -1,0 +1,16 @@
+use dagger::prelude::*;
+
+#[task]
+fn load(n: usize) -> usize {
+    n
+}
+
+fn main() {
+    let _ = dag! {
+        let a = load(1);
+        if a > 0 {
+            return;
+        }
+        a
+    };
+}

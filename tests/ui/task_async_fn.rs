@@ -1,0 +1,8 @@
+use dagger::task;
+
+#[task]
+async fn fetch(url: String) -> usize {
+    url.len()
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use dagger::task;
+
+#[task]
+struct NotAFunction {
+    x: u32,
+}
+
+fn main() {}

@@ -46,7 +46,7 @@ fn explode(x: i64) -> i64 {
 #[task]
 fn message_error(x: i64) -> Result<i64, String> {
     if x == 0 {
-        Err(format!("zero is not allowed"))
+        Err("zero is not allowed".to_string())
     } else {
         Ok(x)
     }

@@ -15,7 +15,7 @@ fn sumsq(xs: &[f64]) -> f64 {
 }
 
 #[task]
-fn normalize(xs: &mut Vec<f64>, s: f64) {
+fn normalize(xs: &mut [f64], s: f64) {
     xs.iter_mut().for_each(|x| *x /= s.sqrt());
 }
 

@@ -68,7 +68,7 @@ fn read_after_write() {
             let mut v = make(10);
             push(&mut v, 100);
             let s = total(&v);
-            s
+            (s, v.len())
         };
     });
 }

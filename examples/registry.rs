@@ -16,8 +16,19 @@ fn lengths(words: &[String]) -> Vec<usize> {
 
 fn main() {
     for task in dagger::registry() {
-        let params: Vec<String> = task.params().iter().map(|p| format!("{}: {}", p.name(), p.ty())).collect();
-        println!("{:<14} {}({}) -> {}   [{}]", task.name(), task.qualified_name(), params.join(", "), task.output(), task.location());
+        let params: Vec<String> = task
+            .params()
+            .iter()
+            .map(|p| format!("{}: {}", p.name(), p.ty()))
+            .collect();
+        println!(
+            "{:<14} {}({}) -> {}   [{}]",
+            task.name(),
+            task.qualified_name(),
+            params.join(", "),
+            task.output(),
+            task.location()
+        );
     }
     let found = dagger::find_task("word-lengths").expect("registered");
     println!("\nfind_task(\"word-lengths\") = {found:?}");

@@ -15,10 +15,16 @@ fn combine(a: u64, b: u64) -> u64 {
 
 fn main() -> Result<(), dagger::Error> {
     let default = dagger::default_runtime()?;
-    println!("default runtime: {} threads (set DAGGER_THREADS to change)", default.threads());
+    println!(
+        "default runtime: {} threads (set DAGGER_THREADS to change)",
+        default.threads()
+    );
 
     for threads in [1, 2] {
-        let rt = Runtime::builder().threads(threads).thread_name("example").build()?;
+        let rt = Runtime::builder()
+            .threads(threads)
+            .thread_name("example")
+            .build()?;
         let start = std::time::Instant::now();
         let x = dag! {
             let a = work(1);
@@ -26,7 +32,10 @@ fn main() -> Result<(), dagger::Error> {
             combine(a, b)
         }
         .run_on(&rt)?;
-        println!("{threads} thread(s): {x:x} in {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "{threads} thread(s): {x:x} in {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
     }
     Ok(())
 }

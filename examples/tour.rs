@@ -14,8 +14,9 @@ use dagger::prelude::*;
 
 type Counts = HashMap<String, u64>;
 
-const SYLLABLES: [&str; 16] =
-    ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "da", "ge", "hu", "ji", "po", "qui", "ze", "xa"];
+const SYLLABLES: [&str; 16] = [
+    "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "da", "ge", "hu", "ji", "po", "qui", "ze", "xa",
+];
 
 /// Deterministic text: `words` words of one to four syllables, Zipf-like frequencies.
 #[task]
@@ -81,9 +82,16 @@ fn main() -> Result<(), dagger::Error> {
     // Plain Rust: the tasks are ordinary functions.
     let start = Instant::now();
     let sequential = {
-        let (t1, t2, t3, t4) =
-            (generate_text(1, WORDS), generate_text(2, WORDS), generate_text(3, WORDS), generate_text(4, WORDS));
-        let all = merge(merge(count_words(&t1), count_words(&t2)), merge(count_words(&t3), count_words(&t4)));
+        let (t1, t2, t3, t4) = (
+            generate_text(1, WORDS),
+            generate_text(2, WORDS),
+            generate_text(3, WORDS),
+            generate_text(4, WORDS),
+        );
+        let all = merge(
+            merge(count_words(&t1), count_words(&t2)),
+            merge(count_words(&t3), count_words(&t4)),
+        );
         (top_words(&all, 5), length_histogram(&all))
     };
     let sequential_time = start.elapsed();
@@ -106,7 +114,11 @@ fn main() -> Result<(), dagger::Error> {
         (top, lengths)
     };
 
-    println!("The graph, known at compile time ({} nodes, {} edges):\n", g.graph().nodes().len(), g.graph().edges().len());
+    println!(
+        "The graph, known at compile time ({} nodes, {} edges):\n",
+        g.graph().nodes().len(),
+        g.graph().edges().len()
+    );
     println!("{}", g.to_dot());
 
     let runtime = dagger::default_runtime()?;
@@ -114,15 +126,27 @@ fn main() -> Result<(), dagger::Error> {
     let (top, lengths) = g.run_on(runtime)?;
     let parallel_time = start.elapsed();
 
-    assert_eq!((top.clone(), lengths), sequential, "the graph computes what plain Rust computes");
+    assert_eq!(
+        (top.clone(), lengths),
+        sequential,
+        "the graph computes what plain Rust computes"
+    );
     println!("Top words of {} generated words:", 4 * WORDS);
     for (word, n) in &top {
         println!("  {word:<10} {n:>8}");
     }
     let total: u64 = lengths.iter().sum();
-    let mean = lengths.iter().enumerate().map(|(len, n)| len as u64 * n).sum::<u64>() as f64 / total as f64;
+    let mean = lengths
+        .iter()
+        .enumerate()
+        .map(|(len, n)| len as u64 * n)
+        .sum::<u64>() as f64
+        / total as f64;
     println!("Mean word length: {mean:.2} letters\n");
-    println!("plain Rust : {:>8.1} ms", sequential_time.as_secs_f64() * 1e3);
+    println!(
+        "plain Rust : {:>8.1} ms",
+        sequential_time.as_secs_f64() * 1e3
+    );
     println!(
         "dag! run   : {:>8.1} ms on {} threads ({:.2}x)",
         parallel_time.as_secs_f64() * 1e3,

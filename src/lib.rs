@@ -286,3 +286,8 @@ pub mod __private {
         Param, Runtime, Schedule, Task, TaskMeta,
     };
 }
+
+/// The README's examples are tested too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -26,7 +26,9 @@ impl Rng {
 }
 
 fn mix(a: u64, b: u64) -> u64 {
-    (a ^ b.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+    (a ^ b.rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29)
 }
 
 /// A random DAG: node `i` depends on up to `max_in` random earlier nodes.
@@ -50,7 +52,12 @@ fn random_graph(rng: &mut Rng, nodes: usize, max_in: u64) -> (Vec<Vec<usize>>, &
     for (to, p) in preds.iter().enumerate() {
         for &from in p {
             succ[from].push(to as u32);
-            edges.push(Edge::__new(from as u32, to as u32, "v", Hazard::ReadAfterWrite));
+            edges.push(Edge::__new(
+                from as u32,
+                to as u32,
+                "v",
+                Hazard::ReadAfterWrite,
+            ));
         }
     }
     let mut offsets = vec![0u32];
@@ -58,14 +65,29 @@ fn random_graph(rng: &mut Rng, nodes: usize, max_in: u64) -> (Vec<Vec<usize>>, &
         offsets.push(offsets.last().unwrap() + s.len() as u32);
     }
     let counts: Vec<u32> = preds.iter().map(|p| p.len() as u32).collect();
-    let roots: Vec<u32> = (0..nodes as u32).filter(|&n| counts[n as usize] == 0).collect();
+    let roots: Vec<u32> = (0..nodes as u32)
+        .filter(|&n| counts[n as usize] == 0)
+        .collect();
     let node_descs: Vec<Node> = (0..nodes)
-        .map(|i| Node::__new(NodeKind::Glue, None, &[], Location::__new("stress", i as u32 + 1, 1), "node"))
+        .map(|i| {
+            Node::__new(
+                NodeKind::Glue,
+                None,
+                &[],
+                Location::__new("stress", i as u32 + 1, 1),
+                "node",
+            )
+        })
         .collect();
     let graph = Graph::__new(
         Box::leak(node_descs.into_boxed_slice()),
         Box::leak(edges.into_boxed_slice()),
-        Schedule::__new(leak(counts), leak(offsets), leak(succ.into_iter().flatten().collect()), leak(roots)),
+        Schedule::__new(
+            leak(counts),
+            leak(offsets),
+            leak(succ.into_iter().flatten().collect()),
+            leak(roots),
+        ),
     );
     (preds, Box::leak(Box::new(graph)))
 }
@@ -93,7 +115,10 @@ fn parallel(
             NodeCell::new(move || {
                 let mut acc = i as u64 + 1;
                 for &j in &preds[i] {
-                    assert!(done[j].load(Ordering::Relaxed), "node {i} ran before its input {j}");
+                    assert!(
+                        done[j].load(Ordering::Relaxed),
+                        "node {i} ran before its input {j}"
+                    );
                     acc = mix(acc, values[j].load(Ordering::Relaxed));
                 }
                 if fail_at == Some(i) {
@@ -106,9 +131,17 @@ fn parallel(
         })
         .collect();
     let refs: Vec<&dyn RunNode> = cells.iter().map(|c| c as &dyn RunNode).collect();
-    let counters: Vec<_> = graph.schedule().predecessor_counts().iter().map(|&c| std::sync::atomic::AtomicU32::new(c)).collect();
+    let counters: Vec<_> = graph
+        .schedule()
+        .predecessor_counts()
+        .iter()
+        .map(|&c| std::sync::atomic::AtomicU32::new(c))
+        .collect();
     let result = execute(rt, graph, &refs, &counters);
-    (values.into_iter().map(AtomicU64::into_inner).collect(), result)
+    (
+        values.into_iter().map(AtomicU64::into_inner).collect(),
+        result,
+    )
 }
 
 fn watchdog(seconds: u64, f: impl FnOnce() + Send + 'static) {
@@ -119,7 +152,9 @@ fn watchdog(seconds: u64, f: impl FnOnce() + Send + 'static) {
     });
     match rx.recv_timeout(Duration::from_secs(seconds)) {
         Ok(()) => handle.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(handle.join().unwrap_err()),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(handle.join().unwrap_err())
+        }
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: no result after {seconds} s"),
     }
 }
@@ -153,8 +188,14 @@ fn failures_stop_exactly_the_descendants() {
             let fail_at = rng.below(nodes as u64) as usize;
             let (got, result) = parallel(&rt, &preds, graph, Some(fail_at));
             let err = result.unwrap_err();
-            assert_eq!(err.location().unwrap().line() as usize, fail_at + 1, "{err}");
-            assert!(err.to_string().contains(&format!("injected failure at {fail_at}")));
+            assert_eq!(
+                err.location().unwrap().line() as usize,
+                fail_at + 1,
+                "{err}"
+            );
+            assert!(err
+                .to_string()
+                .contains(&format!("injected failure at {fail_at}")));
             // Descendants of the failed node never ran.
             let mut tainted = vec![false; nodes];
             tainted[fail_at] = true;
@@ -163,7 +204,10 @@ fn failures_stop_exactly_the_descendants() {
                     tainted[i] = true;
                 }
                 if tainted[i] {
-                    assert_eq!(got[i], 0, "node {i} depends on the failed node {fail_at} but ran");
+                    assert_eq!(
+                        got[i], 0,
+                        "node {i} depends on the failed node {fail_at} but ran"
+                    );
                 }
             }
             // The runtime still runs a full graph afterwards.
@@ -181,12 +225,27 @@ fn panics_are_caught_and_reported() {
         let mut rng = Rng(7);
         let (preds, graph) = random_graph(&mut rng, 50, 2);
         let cells: Vec<_> = (0..50)
-            .map(|i| NodeCell::new(move || if i == 10 { panic!("boom at {i}") } else { Ok(()) }))
+            .map(|i| {
+                NodeCell::new(move || {
+                    if i == 10 {
+                        panic!("boom at {i}")
+                    } else {
+                        Ok(())
+                    }
+                })
+            })
             .collect();
         let refs: Vec<&dyn RunNode> = cells.iter().map(|c| c as &dyn RunNode).collect();
-        let counters: Vec<_> = graph.schedule().predecessor_counts().iter().map(|&c| std::sync::atomic::AtomicU32::new(c)).collect();
+        let counters: Vec<_> = graph
+            .schedule()
+            .predecessor_counts()
+            .iter()
+            .map(|&c| std::sync::atomic::AtomicU32::new(c))
+            .collect();
         match execute(&rt, graph, &refs, &counters) {
-            Err(Error::TaskPanicked { message, location, .. }) => {
+            Err(Error::TaskPanicked {
+                message, location, ..
+            }) => {
                 assert_eq!(message, "boom at 10");
                 assert_eq!(location.line(), 11);
             }

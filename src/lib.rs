@@ -243,6 +243,47 @@
 //! # Ok::<(), dagger::Error>(())
 //! ```
 //!
+//! ## Seeing what ran
+//!
+//! Observers sit beside execution: a [`observe::Observer`] attached to a runtime is told
+//! when each run and each task starts and ends, on which worker, and how it failed. With
+//! none attached a run checks one flag and nothing more. [`observe::Recorder`] keeps the
+//! events as a [`observe::Trace`], which exports Chrome trace-event JSON (Perfetto,
+//! chrome://tracing), Graphviz DOT of the graph as executed (durations, critical path in
+//! red), an SVG Gantt chart and a text summary (per task name count / total / mean / max,
+//! critical path, achieved parallelism, idle time per worker).
+//!
+//! ```
+//! use dagger::prelude::*;
+//! use dagger::observe::Recorder;
+//!
+//! #[task]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! let rt = Runtime::builder().threads(2).build()?;
+//! let recorder = Recorder::new();
+//! let guard = rt.observe(recorder.clone());
+//! let y = dag! { let a = square(3); let b = square(a); b }.run_on(&rt)?;
+//! drop(guard);                                   // stop observing
+//!
+//! let trace = recorder.trace();
+//! assert_eq!(y, 81);
+//! assert_eq!(trace.tasks().len(), 2);
+//! assert!(trace.to_chrome_json().contains("\"square\""));
+//! assert!(trace.to_svg_gantt()?.starts_with("<svg"));
+//! assert!(trace.to_dot().contains("critical path"));
+//! println!("{}", trace.summary());
+//! # Ok::<(), dagger::Error>(())
+//! ```
+//!
+//! Without code changes, `DAGGER_TRACE=trace.json` (or `.svg`, `.dot`, `.txt`; or a
+//! directory ending in `/` for all four) records every run of the program and writes the
+//! file when it exits. A path that cannot be written is reported once on stderr and the
+//! program runs on untraced. Cargo features: `tracing` emits one `tracing` span per task
+//! (`dagger_task`, with the task name, node and location); `progress` adds
+//! `observe::Progress`, a progress bar (done / total, rate, ETA) that stays silent when
+//! stderr is not a terminal.
+//!
 //! ## Checked at compile time
 //!
 //! Each of these is a compile error pointing at your token (see `tests/ui/`): use of a
@@ -258,10 +299,11 @@
 
 #![warn(missing_docs)]
 
+pub use dagger_core::observe;
 pub use dagger_core::{
     default_runtime, find_task, registry, Access, AccessMode, BoxError, BoxedBody, Dag, Edge,
     Error, Graph, Hazard, Location, Node, NodeKind, Param, Runtime, RuntimeBuilder, Schedule, Task,
-    TaskMeta, THREADS_ENV,
+    TaskMeta, THREADS_ENV, TRACE_ENV,
 };
 
 /// Makes a function a task: it stays callable as before, and becomes a graph node type

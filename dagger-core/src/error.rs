@@ -36,6 +36,9 @@ pub enum Error {
     /// The worker threads could not be started.
     #[error("could not start the worker threads: {0}")]
     ThreadPool(String),
+    /// A trace could not be drawn or written.
+    #[error("trace export failed: {0}")]
+    Trace(String),
 }
 
 impl Error {

@@ -3,14 +3,18 @@
 //! Each node has a counter of unfinished predecessors. A finishing node decrements the
 //! counters of its successors; it runs one that became ready itself and spawns the rest
 //! (no queue round-trip on chains). A failure stops the launch of further nodes.
+//! Observers, when attached, are called around each node; otherwise a node costs one
+//! branch more than its closure.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
+use crate::observe::{next_id, Observers, RunInfo, TaskEnd, TaskStart, Worker};
 use crate::runtime::Runtime;
 
 /// One node's statement, callable once through a shared reference.
@@ -55,10 +59,17 @@ pub fn new_counters<const N: usize>(graph: &Graph) -> [AtomicU32; N] {
     std::array::from_fn(|i| AtomicU32::new(counts[i]))
 }
 
+struct Observed {
+    observers: Observers,
+    info: RunInfo,
+}
+
 struct Run<'a> {
     graph: &'static Graph,
     nodes: &'a [&'a dyn RunNode],
     counters: &'a [AtomicU32],
+    pool: &'a rayon::ThreadPool,
+    observed: Option<Observed>,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
 }
@@ -81,39 +92,61 @@ pub fn execute(
         nodes.len(),
         "dagger: counter array does not match the graph"
     );
-    if nodes.is_empty() {
-        return Ok(());
+    let pool = runtime.pool();
+    let on_worker = pool.current_thread_index().is_some();
+    let observed = runtime.observers().snapshot().map(|observers| Observed {
+        observers,
+        info: RunInfo {
+            id: next_id(),
+            graph: Some(graph),
+            tasks: nodes.len(),
+            threads: pool.current_num_threads(),
+            nested: on_worker,
+            start: Instant::now(),
+        },
+    });
+    if let Some(o) = &observed {
+        o.observers.iter().for_each(|obs| obs.run_started(&o.info));
     }
     let run = Run {
         graph,
         nodes,
         counters,
+        pool,
+        observed,
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
     };
-    let pool = runtime.pool();
-    let on_worker = pool.current_thread_index().is_some();
-    pool.in_place_scope(|scope| {
-        let run = &run;
-        let roots = graph.schedule().roots();
-        // A worker of this pool runs the first root itself; any other thread only waits,
-        // so that the runtime's thread count is what does the work.
-        let (inline, spawned) = match roots.split_first() {
-            Some((first, rest)) if on_worker => (Some(*first), rest),
-            _ => (None, roots),
-        };
-        for &root in spawned {
-            scope.spawn(move |scope| run.run_from(scope, root as usize));
-        }
-        if let Some(root) = inline {
-            run.run_from(scope, root as usize);
-        }
-    });
-    match run
-        .error
+    if !nodes.is_empty() {
+        pool.in_place_scope(|scope| {
+            let run = &run;
+            let roots = graph.schedule().roots();
+            // A worker of this pool runs the first root itself; any other thread only
+            // waits, so that the runtime's thread count is what does the work.
+            let (inline, spawned) = match roots.split_first() {
+                Some((first, rest)) if on_worker => (Some(*first), rest),
+                _ => (None, roots),
+            };
+            for &root in spawned {
+                scope.spawn(move |scope| run.run_from(scope, root as usize));
+            }
+            if let Some(root) = inline {
+                run.run_from(scope, root as usize);
+            }
+        });
+    }
+    let Run {
+        observed, error, ..
+    } = run;
+    let error = error
         .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-    {
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(o) = &observed {
+        o.observers
+            .iter()
+            .for_each(|obs| obs.run_finished(&o.info, error.as_ref()));
+    }
+    match error {
         Some(error) => Err(error),
         None => Ok(()),
     }
@@ -130,26 +163,16 @@ impl<'a> Run<'a> {
             if self.failed.load(Ordering::Relaxed) {
                 return;
             }
-            // SAFETY: a node becomes ready once (its counter reaches zero once, or it is a
-            // root), so it runs once, and only after all its predecessors finished.
-            let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { self.nodes[current].run() }));
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(source)) => {
-                    return self.fail(current, |task, location| Error::TaskFailed {
-                        task,
-                        location,
-                        source,
-                    })
+            if let Err(error) = self.run_node(current) {
+                let mut slot = self
+                    .error
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if slot.is_none() {
+                    *slot = Some(error);
                 }
-                Err(payload) => {
-                    let message = panic_message(&*payload);
-                    return self.fail(current, |task, location| Error::TaskPanicked {
-                        task,
-                        location,
-                        message,
-                    });
-                }
+                self.failed.store(true, Ordering::Relaxed);
+                return;
             }
             let mut next = None;
             for &successor in self.graph.schedule().successors(current) {
@@ -169,15 +192,67 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn fail(&self, node: usize, error: impl FnOnce(&'static str, crate::Location) -> Error) {
+    /// Runs one node, catching a panic, and reports it to the observers.
+    fn run_node(&self, node: usize) -> Result<(), Error> {
+        let Some(observed) = &self.observed else {
+            return self.call(node);
+        };
         let desc = &self.graph.nodes()[node];
-        let mut slot = self
-            .error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.is_none() {
-            *slot = Some(error(desc.name(), desc.location()));
+        let worker = match self.pool.current_thread_index() {
+            Some(n) => Worker::Thread(n),
+            None => Worker::Caller,
+        };
+        let start = Instant::now();
+        let started = TaskStart {
+            run: observed.info.id,
+            node,
+            name: desc.name(),
+            location: desc.location(),
+            worker,
+            time: start,
+        };
+        observed
+            .observers
+            .iter()
+            .for_each(|o| o.task_started(&started));
+        let result = self.call(node);
+        let ended = TaskEnd {
+            run: observed.info.id,
+            node,
+            name: desc.name(),
+            location: desc.location(),
+            worker,
+            start,
+            end: Instant::now(),
+            device: None,
+            bytes_moved: 0,
+            error: result.as_ref().err(),
+        };
+        observed
+            .observers
+            .iter()
+            .for_each(|o| o.task_finished(&ended));
+        result
+    }
+
+    fn call(&self, node: usize) -> Result<(), Error> {
+        let desc = &self.graph.nodes()[node];
+        #[cfg(feature = "tracing")]
+        let _span = tracing::info_span!("dagger_task", task = desc.name(), node, location = %desc.location()).entered();
+        // SAFETY: a node becomes ready once (its counter reaches zero once, or it is a
+        // root), so it runs once, and only after all its predecessors finished.
+        match catch_unwind(AssertUnwindSafe(|| unsafe { self.nodes[node].run() })) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(Error::TaskFailed {
+                task: desc.name(),
+                location: desc.location(),
+                source,
+            }),
+            Err(payload) => Err(Error::TaskPanicked {
+                task: desc.name(),
+                location: desc.location(),
+                message: panic_message(&*payload),
+            }),
         }
-        self.failed.store(true, Ordering::Relaxed);
     }
 }

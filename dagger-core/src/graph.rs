@@ -253,6 +253,6 @@ impl Graph {
     /// Graphviz DOT of the structure: task nodes as boxes, glue as ellipses, edges
     /// labelled with the binding and (for WAR and WAW) the hazard.
     pub fn to_dot(&self) -> String {
-        crate::observe::graph_to_dot(self)
+        crate::observe::dot::graph_to_dot(self)
     }
 }

@@ -8,7 +8,7 @@ mod dag;
 mod error;
 mod execute;
 mod graph;
-mod observe;
+pub mod observe;
 mod runtime;
 mod slot;
 mod task;
@@ -16,6 +16,7 @@ mod task;
 pub use dag::{BoxedBody, Dag};
 pub use error::{BoxError, Error};
 pub use graph::{Access, AccessMode, Edge, Graph, Hazard, Node, NodeKind, Schedule};
+pub use observe::env::TRACE_ENV;
 pub use runtime::{default_runtime, Runtime, RuntimeBuilder, THREADS_ENV};
 pub use task::{find_task, registry, Location, Param, Task, TaskMeta};
 

@@ -1,14 +1,16 @@
 //! The runtime: a pool of worker threads (rayon) that runs graphs.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::Error;
+use crate::observe::{Observer, ObserverGuard, ObserverSet};
 
 /// Worker threads that run graphs. Cheap to share by reference; one runtime runs any
 /// number of graphs, one after another or at the same time, and stays usable after a
 /// graph fails.
 pub struct Runtime {
     pool: rayon::ThreadPool,
+    observers: ObserverSet,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -30,16 +32,40 @@ impl Runtime {
         self.pool.current_num_threads()
     }
 
+    /// Attaches an observer until the returned guard is dropped.
+    pub fn observe(&self, observer: impl Observer + 'static) -> ObserverGuard<'_> {
+        let id = self.observers.attach(Arc::new(observer));
+        ObserverGuard {
+            set: &self.observers,
+            id,
+        }
+    }
+
     pub(crate) fn pool(&self) -> &rayon::ThreadPool {
         &self.pool
+    }
+
+    pub(crate) fn observers(&self) -> &ObserverSet {
+        &self.observers
     }
 }
 
 /// Configures a [`Runtime`].
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct RuntimeBuilder {
     threads: Option<usize>,
     thread_name: Option<String>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("threads", &self.threads)
+            .field("thread_name", &self.thread_name)
+            .field("observers", &self.observers.len())
+            .finish()
+    }
 }
 
 impl RuntimeBuilder {
@@ -55,7 +81,14 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Starts the worker threads.
+    /// Attaches an observer for the runtime's whole life.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Starts the worker threads. With `DAGGER_TRACE` set, the runtime also records into
+    /// the process-wide trace (see [`observe`](crate::observe)).
     pub fn build(self) -> Result<Runtime, Error> {
         let threads = match self.threads {
             Some(0) => {
@@ -76,7 +109,14 @@ impl RuntimeBuilder {
             .thread_name(move |i| format!("{prefix}-{i}"))
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
-        Ok(Runtime { pool })
+        let observers = ObserverSet::default();
+        for observer in self.observers {
+            observers.attach(observer);
+        }
+        if let Some(recorder) = crate::observe::env::env_recorder() {
+            observers.attach(recorder);
+        }
+        Ok(Runtime { pool, observers })
     }
 }
 

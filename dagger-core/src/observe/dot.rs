@@ -1,0 +1,183 @@
+//! Graphviz DOT: the static structure of a graph, and a recorded run of it.
+
+use std::fmt::Write;
+
+use crate::graph::{Graph, Hazard, NodeKind};
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+pub(crate) fn graph_to_dot(graph: &Graph) -> String {
+    let mut dot = String::new();
+    dot.push_str("digraph dag {\n  rankdir=TB;\n");
+    dot.push_str("  node [shape=box, style=\"rounded,filled\", fillcolor=\"#e8f0fe\", fontname=\"Helvetica\"];\n");
+    dot.push_str("  edge [fontname=\"Helvetica\", fontsize=10];\n");
+    for (id, node) in graph.nodes().iter().enumerate() {
+        let label = format!(
+            "{}\n{}\nline {}",
+            node.name(),
+            shorten(node.source(), 40),
+            node.location().line()
+        );
+        let style = match node.kind() {
+            NodeKind::Task => "",
+            NodeKind::Glue => ", shape=ellipse, fillcolor=\"#f1f3f4\"",
+        };
+        let _ = writeln!(dot, "  n{id} [label=\"{}\"{style}];", escape(&label));
+    }
+    for edge in graph.edges() {
+        let (label, style) = match edge.hazard() {
+            Hazard::ReadAfterWrite => (edge.binding().to_owned(), ""),
+            Hazard::WriteAfterRead => (format!("{} (WAR)", edge.binding()), ", style=dashed"),
+            Hazard::WriteAfterWrite => (format!("{} (WAW)", edge.binding()), ", style=dotted"),
+        };
+        let _ = writeln!(
+            dot,
+            "  n{} -> n{} [label=\"{}\"{style}];",
+            edge.from(),
+            edge.to(),
+            escape(&label)
+        );
+    }
+    dot.push_str("}\n");
+    dot
+}
+
+/// A duration in the unit that reads best.
+pub(crate) fn duration_text(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns} ns"),
+        10_000..=9_999_999 => format!("{:.1} µs", ns as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.1} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+impl crate::observe::Trace {
+    /// Graphviz DOT of every recorded `dag!` run as it executed: durations on nodes,
+    /// the critical path in red, failed nodes filled red, nodes that never ran dashed.
+    /// Runs without a static graph are listed as their tasks. At most 16 runs are drawn.
+    pub fn to_dot(&self) -> String {
+        let mut dot = String::from("digraph trace {\n  rankdir=TB;\n  compound=true;\n");
+        dot.push_str("  node [shape=box, style=\"rounded,filled\", fillcolor=\"#e8f0fe\", fontname=\"Helvetica\"];\n");
+        dot.push_str("  edge [fontname=\"Helvetica\", fontsize=10];\n");
+        for run in self.runs().iter().take(16) {
+            let (path, total) = self.critical_path(run.id);
+            let wall = run
+                .end_ns
+                .unwrap_or(run.start_ns)
+                .saturating_sub(run.start_ns);
+            let title = format!(
+                "run {}: {} tasks, wall {}, critical path {}",
+                run.id,
+                run.tasks,
+                duration_text(wall),
+                duration_text(total)
+            );
+            let _ = writeln!(
+                dot,
+                "  subgraph cluster_run{} {{\n    label=\"{}\";",
+                run.id,
+                escape(&title)
+            );
+            let records: std::collections::HashMap<usize, &crate::observe::TaskRecord> =
+                self.tasks_of(run.id).map(|t| (t.node, t)).collect();
+            let node_count = run.graph.map(|g| g.nodes().len()).unwrap_or(0);
+            let ids: Vec<usize> = if run.graph.is_some() {
+                (0..node_count).collect()
+            } else {
+                {
+                    let mut ids: Vec<usize> = records.keys().copied().collect();
+                    ids.sort_unstable();
+                    ids
+                }
+            };
+            for node in ids {
+                let (name, source) = match run.graph {
+                    Some(g) => (
+                        g.nodes()[node].name(),
+                        shorten(g.nodes()[node].source(), 40),
+                    ),
+                    None => (
+                        records.get(&node).map(|t| t.name).unwrap_or("?"),
+                        String::new(),
+                    ),
+                };
+                let on_path = path.contains(&node);
+                let (timing, style) = match records.get(&node) {
+                    Some(t) if t.error.is_some() => (
+                        format!("failed after {}", duration_text(t.duration_ns())),
+                        ", fillcolor=\"#f8d7da\", color=\"#c62828\"",
+                    ),
+                    Some(t) => (
+                        format!("{} on {}", duration_text(t.duration_ns()), t.worker),
+                        if on_path {
+                            ", color=\"#c62828\", penwidth=2.5"
+                        } else {
+                            ""
+                        },
+                    ),
+                    None => (
+                        "did not run".to_owned(),
+                        ", style=\"rounded,dashed\", fillcolor=\"#ffffff\"",
+                    ),
+                };
+                let label = if source.is_empty() {
+                    format!("{name}\n{timing}")
+                } else {
+                    format!("{name}\n{source}\n{timing}")
+                };
+                let _ = writeln!(
+                    dot,
+                    "    r{}n{node} [label=\"{}\"{style}];",
+                    run.id,
+                    escape(&label)
+                );
+            }
+            if let Some(graph) = run.graph {
+                for edge in graph.edges() {
+                    let critical = path
+                        .windows(2)
+                        .any(|w| w[0] == edge.from() && w[1] == edge.to());
+                    let style = if critical {
+                        ", color=\"#c62828\", penwidth=2.5"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        dot,
+                        "    r{}n{} -> r{}n{} [label=\"{}\"{style}];",
+                        run.id,
+                        edge.from(),
+                        run.id,
+                        edge.to(),
+                        escape(edge.binding())
+                    );
+                }
+            }
+            dot.push_str("  }\n");
+        }
+        dot.push_str("}\n");
+        dot
+    }
+}

@@ -1,0 +1,486 @@
+//! Observation: what a Recorder captures, and that every export is well-formed (parsed
+//! with real JSON, XML and DOT parsers) and contains every task.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{runtime, watchdog};
+use dagger::observe::{Observer, Recorder, RunInfo, TaskEnd, TaskStart, Trace, Worker};
+use dagger::prelude::*;
+
+#[task]
+fn make(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+#[task(name = "sum-up")]
+fn total(v: &[u64]) -> u64 {
+    v.iter().sum()
+}
+
+#[task]
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[task]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[task]
+fn fail_if(flag: bool) -> Result<u64, String> {
+    if flag {
+        Err("asked to fail".into())
+    } else {
+        Ok(1)
+    }
+}
+
+/// An 8-node graph recorded on 2 threads.
+fn recorded() -> (Trace, &'static dagger::Graph) {
+    let rt = runtime(2);
+    let recorder = Recorder::new();
+    let _guard = rt.observe(recorder.clone());
+    let g = dag! {
+        let a = make(100);
+        let b = make(200);
+        let sa = total(&a);
+        let sb = total(&b);
+        let x = nap(5);
+        let y = nap(2);
+        let s = add(sa, sb);
+        let t = add(x, y);
+        (s, t)
+    };
+    let graph = g.graph();
+    assert_eq!(g.run_on(&rt).unwrap(), (4950 + 19900, 7));
+    (recorder.trace(), graph)
+}
+
+#[test]
+fn records_every_task_once_with_worker_and_times() {
+    watchdog(30, || {
+        let (trace, graph) = recorded();
+        assert_eq!(trace.runs().len(), 1);
+        let run = &trace.runs()[0];
+        assert_eq!(run.tasks, 8);
+        assert!(run.error.is_none() && !run.nested);
+        let end = run.end_ns.expect("the run finished");
+        assert_eq!(trace.tasks().len(), 8);
+        let nodes: HashSet<usize> = trace.tasks().iter().map(|t| t.node).collect();
+        assert_eq!(nodes, (0..8).collect());
+        for task in trace.tasks() {
+            assert_eq!(task.name, graph.nodes()[task.node].name());
+            assert!(
+                matches!(task.worker, Worker::Thread(0 | 1)),
+                "{:?}",
+                task.worker
+            );
+            assert!(
+                run.start_ns <= task.start_ns && task.start_ns <= task.end_ns && task.end_ns <= end
+            );
+        }
+        let nap = trace.tasks().iter().find(|t| t.node == 4).unwrap();
+        assert!(
+            nap.duration_ns() >= 5_000_000,
+            "nap(5) took {} ns",
+            nap.duration_ns()
+        );
+    });
+}
+
+#[test]
+fn chrome_trace_is_valid_json_with_a_track_per_worker() {
+    let (trace, _) = recorded();
+    let json: serde_json::Value =
+        serde_json::from_str(&trace.to_chrome_json()).expect("valid JSON");
+    let events = json["traceEvents"].as_array().expect("traceEvents array");
+    let tasks: Vec<&serde_json::Value> = events.iter().filter(|e| e["cat"] == "task").collect();
+    assert_eq!(tasks.len(), 8);
+    let mut names = HashSet::new();
+    let mut tids = HashSet::new();
+    for e in &tasks {
+        assert_eq!(e["ph"], "X");
+        assert!(e["ts"].as_f64().unwrap() >= 0.0);
+        assert!(e["dur"].as_f64().unwrap() >= 0.0);
+        assert_eq!(e["pid"], 1);
+        assert!(e["args"]["node"].as_u64().unwrap() < 8);
+        assert!(e["args"]["location"]
+            .as_str()
+            .unwrap()
+            .contains("observe.rs:"));
+        names.insert(e["name"].as_str().unwrap().to_owned());
+        tids.insert(e["tid"].as_u64().unwrap());
+    }
+    assert_eq!(
+        names,
+        ["make", "sum-up", "nap", "add"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    // Every task track is named.
+    for tid in tids {
+        let named = events
+            .iter()
+            .any(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["tid"] == tid);
+        assert!(named, "track {tid} has no thread_name");
+    }
+    let runs: Vec<_> = events.iter().filter(|e| e["cat"] == "run").collect();
+    assert_eq!(runs.len(), 1);
+}
+
+#[test]
+fn gantt_is_well_formed_svg_naming_every_task() {
+    let (trace, _) = recorded();
+    let svg = trace.to_svg_gantt().unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let text: String = doc
+        .descendants()
+        .filter(|n| n.is_text())
+        .map(|n| n.text().unwrap())
+        .collect::<Vec<_>>()
+        .join("|");
+    for name in ["make", "sum-up", "nap", "add", "worker 0", "time (ms)"] {
+        assert!(
+            text.contains(name),
+            "{name} missing from the chart text: {text}"
+        );
+    }
+    let rects = doc.descendants().filter(|n| n.has_tag_name("rect")).count();
+    assert!(rects >= 8, "one bar per task, got {rects} rects");
+}
+
+fn parse_dot(text: &str) -> dot_parser::canonical::Graph<(String, String)> {
+    let ast = dot_parser::ast::Graph::try_from(text)
+        .unwrap_or_else(|e| panic!("invalid DOT: {e}\n{text}"));
+    let owned: dot_parser::ast::Graph<(String, String)> = ast.filter_map(&|(k, v): (
+        dot_parser::ast::ID<'_>,
+        dot_parser::ast::ID<'_>,
+    )| {
+        Some((k.into(), v.into()))
+    });
+    dot_parser::canonical::Graph::from(owned)
+}
+
+#[test]
+fn executed_dot_is_valid_with_every_node_and_the_critical_path() {
+    let (trace, graph) = recorded();
+    let run = trace.runs()[0].id;
+    let dot = trace.to_dot();
+    let parsed = parse_dot(&dot);
+    for node in 0..8 {
+        assert!(
+            parsed.nodes.set.contains_key(&format!("r{run}n{node}")),
+            "node {node} missing:\n{dot}"
+        );
+    }
+    assert_eq!(parsed.edges.set.len(), graph.edges().len());
+    // The naps (5 ms + add) are the heaviest chain.
+    let (path, total) = trace.critical_path(run);
+    assert_eq!(path, [4, 7], "nap(5) -> add");
+    assert!(total >= 5_000_000);
+    assert!(
+        dot.contains(&format!(
+            "r{run}n4 -> r{run}n7 [label=\"x\", color=\"#c62828\", penwidth=2.5]"
+        )),
+        "{dot}"
+    );
+}
+
+#[test]
+fn static_dot_is_valid() {
+    let (_, graph) = recorded();
+    let parsed = parse_dot(&graph.to_dot());
+    assert_eq!(parsed.nodes.set.len(), 8);
+    assert_eq!(parsed.edges.set.len(), graph.edges().len());
+}
+
+#[test]
+fn summary_totals_by_name() {
+    let (trace, _) = recorded();
+    let summary = trace.summary();
+    assert_eq!(summary.tasks, 8);
+    let nap = summary.by_name.iter().find(|s| s.name == "nap").unwrap();
+    assert_eq!(nap.count, 2);
+    assert!(nap.total_ns >= 7_000_000 && nap.max_ns >= 5_000_000);
+    assert_eq!(summary.by_name[0].name, "nap", "sorted by total time");
+    assert_eq!(summary.critical_path.0, ["nap", "add"]);
+    assert!(summary.parallelism > 0.0);
+    assert!(summary
+        .workers
+        .iter()
+        .all(|(_, busy, idle)| busy + idle >= summary.wall_ns.min(*busy)));
+    let text = summary.to_string();
+    for expected in [
+        "task",
+        "count",
+        "nap",
+        "sum-up",
+        "critical path",
+        "worker 0",
+        "idle",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+}
+
+#[test]
+fn write_chooses_the_format_by_extension() {
+    let (trace, _) = recorded();
+    let dir = std::env::temp_dir().join(format!("dagger-observe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["t.json", "t.svg", "t.dot", "t.txt"] {
+        trace.write(dir.join(file)).unwrap();
+        assert!(
+            std::fs::metadata(dir.join(file)).unwrap().len() > 100,
+            "{file}"
+        );
+    }
+    let err = trace.write(dir.join("t.png")).unwrap_err();
+    assert!(err.to_string().contains("`.json`"), "{err}");
+    let err = trace.write("/nonexistent-dagger-dir/t.json").unwrap_err();
+    assert!(err.to_string().contains("cannot write"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[derive(Default)]
+struct Counting {
+    started: AtomicUsize,
+    finished: AtomicUsize,
+    failed: AtomicUsize,
+    runs: Mutex<Vec<(u64, bool)>>,
+}
+
+impl Observer for Counting {
+    fn task_started(&self, _: &TaskStart) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+    fn task_finished(&self, task: &TaskEnd<'_>) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        if task.error.is_some() {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn run_finished(&self, run: &RunInfo, error: Option<&dagger::Error>) {
+        self.runs.lock().unwrap().push((run.id, error.is_some()));
+    }
+}
+
+#[test]
+fn observers_see_failures_and_stop_when_detached() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let counting = Arc::new(Counting::default());
+        let guard = rt.observe(SharedObserver(counting.clone()));
+        let err = dag! { let a = fail_if(true)?; let b = add(a, 1); b }
+            .run_on(&rt)
+            .unwrap_err();
+        assert_eq!(err.task(), Some("fail_if"));
+        assert_eq!(counting.failed.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            counting.finished.load(Ordering::SeqCst),
+            1,
+            "the dependent never ran"
+        );
+        assert_eq!(counting.started.load(Ordering::SeqCst), 1);
+        assert_eq!(counting.runs.lock().unwrap().len(), 1);
+        assert!(
+            counting.runs.lock().unwrap()[0].1,
+            "the run is reported as failed"
+        );
+        drop(guard);
+        dag! { let a = fail_if(false)?; a }.run_on(&rt).unwrap();
+        assert_eq!(
+            counting.finished.load(Ordering::SeqCst),
+            1,
+            "no events after detaching"
+        );
+    });
+}
+
+struct SharedObserver(Arc<Counting>);
+
+impl Observer for SharedObserver {
+    fn task_started(&self, t: &TaskStart) {
+        self.0.task_started(t)
+    }
+    fn task_finished(&self, t: &TaskEnd<'_>) {
+        self.0.task_finished(t)
+    }
+    fn run_finished(&self, r: &RunInfo, e: Option<&dagger::Error>) {
+        self.0.run_finished(r, e)
+    }
+}
+
+#[test]
+fn nested_runs_are_marked_and_recorded() {
+    #[task]
+    fn inner(x: u64) -> u64 {
+        dag! { let a = add(x, 1); let b = add(a, 1); b }
+            .run()
+            .expect("inner graph")
+    }
+    watchdog(30, || {
+        let rt = runtime(2);
+        let recorder = Recorder::new();
+        let _g = rt.observe(recorder.clone());
+        let v = dag! { let a = inner(1); a }.run_on(&rt).unwrap();
+        assert_eq!(v, 3);
+        let trace = recorder.trace();
+        // The inner graph ran on the default runtime, which this recorder does not watch.
+        assert_eq!(trace.runs().len(), 1);
+        assert_eq!(trace.tasks().len(), 1);
+    });
+}
+
+/// The `DAGGER_TRACE` child: runs a small graph. Run alone it is an ordinary test.
+#[test]
+fn env_trace_child() {
+    let v = dag! { let a = make(10); let s = total(&a); s }
+        .run()
+        .unwrap();
+    assert_eq!(v, 45);
+}
+
+fn run_child(trace_value: &str) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "env_trace_child",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("DAGGER_TRACE", trace_value)
+        .output()
+        .expect("run the test binary again")
+}
+
+#[test]
+fn dagger_trace_env_writes_every_format_at_exit() {
+    let dir = std::env::temp_dir().join(format!("dagger-env-trace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = run_child(&format!("{}/", dir.display()));
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("trace.json")).unwrap()).unwrap();
+    let tasks = json["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == "task")
+        .count();
+    assert_eq!(tasks, 2, "make and total");
+    roxmltree::Document::parse(&std::fs::read_to_string(dir.join("gantt.svg")).unwrap()).unwrap();
+    parse_dot(&std::fs::read_to_string(dir.join("graph.dot")).unwrap());
+    assert!(std::fs::read_to_string(dir.join("summary.txt"))
+        .unwrap()
+        .contains("sum-up"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dagger_trace_env_with_a_bad_path_warns_and_keeps_working() {
+    let out = run_child("/nonexistent-dagger-dir/trace.json");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the program's work must not fail because of tracing: {stderr}"
+    );
+    assert!(
+        stderr.contains("is not writable") && stderr.contains("tracing is off"),
+        "{stderr}"
+    );
+    let out = run_child("trace.unknown");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(stderr.contains("no known format"), "{stderr}");
+}
+
+#[cfg(feature = "tracing")]
+mod tracing_spans {
+    use std::sync::Mutex;
+
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct SpanNames(Mutex<Vec<String>>);
+
+    struct Collect(Arc<SpanNames>);
+
+    impl Subscriber for Collect {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            struct Task(String);
+            impl tracing::field::Visit for Task {
+                fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                    if field.name() == "task" {
+                        self.0 = value.to_owned();
+                    }
+                }
+                fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+            }
+            let mut task = Task(String::new());
+            span.record(&mut task);
+            let mut names = self.0 .0.lock().unwrap();
+            names.push(format!("{}:{}", span.metadata().name(), task.0));
+            Id::from_u64(names.len() as u64)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn one_span_per_task() {
+        let names = Arc::new(SpanNames::default());
+        let dispatch = tracing::Dispatch::new(Collect(names.clone()));
+        // Worker threads use the global default, so set it for the whole process.
+        tracing::dispatcher::set_global_default(dispatch).unwrap();
+        #[task]
+        fn traced_source() -> u64 {
+            20
+        }
+        #[task]
+        fn traced_sink(x: u64) -> u64 {
+            x + 1
+        }
+        let rt = runtime(2);
+        let v = dag! { let a = traced_source(); let b = traced_sink(a); b }
+            .run_on(&rt)
+            .unwrap();
+        assert_eq!(v, 21);
+        // Other tests run graphs at the same time: look at this test's tasks only.
+        let mut seen: Vec<String> = names
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| n.contains("traced_"))
+            .cloned()
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["dagger_task:traced_sink", "dagger_task:traced_source"]
+        );
+    }
+}

@@ -10,11 +10,10 @@ use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
-use crate::observe::{next_id, Observers, RunInfo, TaskEnd, TaskStart, Worker};
+use crate::observe::{next_id, Observers, RunInfo, TaskEnd, TaskStart, Timestamp, Worker};
 use crate::runtime::Runtime;
 
 /// One node's statement, callable once through a shared reference.
@@ -64,6 +63,12 @@ struct Observed {
     info: RunInfo,
 }
 
+/// Per chain of tasks on one worker: where it runs and when its last task ended.
+struct Clock {
+    worker: Worker,
+    last: Option<Timestamp>,
+}
+
 struct Run<'a> {
     graph: &'static Graph,
     nodes: &'a [&'a dyn RunNode],
@@ -102,7 +107,7 @@ pub fn execute(
             tasks: nodes.len(),
             threads: pool.current_num_threads(),
             nested: on_worker,
-            start: Instant::now(),
+            start: Timestamp::now(),
         },
     });
     if let Some(o) = &observed {
@@ -157,13 +162,25 @@ impl<'a> Run<'a> {
     where
         'a: 's,
     {
+        // Observed runs read the clock once per task: a task's end is the next one's start.
+        let mut clock = self.observed.as_ref().map(|_| Clock {
+            worker: match self.pool.current_thread_index() {
+                Some(n) => Worker::Thread(n),
+                None => Worker::Caller,
+            },
+            last: None,
+        });
         let mut current = first;
         loop {
             // Memory ordering: a hint only; the error itself travels through the mutex.
             if self.failed.load(Ordering::Relaxed) {
                 return;
             }
-            if let Err(error) = self.run_node(current) {
+            let result = match (&self.observed, &mut clock) {
+                (Some(observed), Some(clock)) => self.run_observed(observed, clock, current),
+                _ => self.call(current),
+            };
+            if let Err(error) = result {
                 let mut slot = self
                     .error
                     .lock()
@@ -192,23 +209,21 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs one node, catching a panic, and reports it to the observers.
-    fn run_node(&self, node: usize) -> Result<(), Error> {
-        let Some(observed) = &self.observed else {
-            return self.call(node);
-        };
+    /// Runs one node and reports it to the observers.
+    fn run_observed(
+        &self,
+        observed: &Observed,
+        clock: &mut Clock,
+        node: usize,
+    ) -> Result<(), Error> {
         let desc = &self.graph.nodes()[node];
-        let worker = match self.pool.current_thread_index() {
-            Some(n) => Worker::Thread(n),
-            None => Worker::Caller,
-        };
-        let start = Instant::now();
+        let start = clock.last.take().unwrap_or_else(Timestamp::now);
         let started = TaskStart {
             run: observed.info.id,
             node,
             name: desc.name(),
             location: desc.location(),
-            worker,
+            worker: clock.worker,
             time: start,
         };
         observed
@@ -216,14 +231,16 @@ impl<'a> Run<'a> {
             .iter()
             .for_each(|o| o.task_started(&started));
         let result = self.call(node);
+        let end = Timestamp::now();
+        clock.last = Some(end);
         let ended = TaskEnd {
             run: observed.info.id,
             node,
             name: desc.name(),
             location: desc.location(),
-            worker,
+            worker: clock.worker,
             start,
-            end: Instant::now(),
+            end,
             device: None,
             bytes_moved: 0,
             error: result.as_ref().err(),

@@ -32,6 +32,13 @@ impl Runtime {
         self.pool.current_num_threads()
     }
 
+    /// Runs `op` on one of the runtime's workers and returns its result. Graphs run from
+    /// inside (`op`, or any task) start on that worker without handing the work to
+    /// another thread and back, which matters when running many small graphs.
+    pub fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(op)
+    }
+
     /// Attaches an observer until the returned guard is dropped.
     pub fn observe(&self, observer: impl Observer + 'static) -> ObserverGuard<'_> {
         let id = self.observers.attach(Arc::new(observer));

@@ -59,9 +59,13 @@ impl Trace {
         {
             let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
             root.fill(&WHITE).map_err(draw_error)?;
+            let plural =
+                |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             let caption = format!(
-                "dagger: {} tasks, {} runs, parallelism {:.2}",
-                summary.tasks, summary.runs, summary.parallelism
+                "dagger: {}, {}, parallelism {:.2}",
+                plural(summary.tasks, "task"),
+                plural(summary.runs, "run"),
+                summary.parallelism
             );
             // Extra rows above the workers leave room for the legend.
             let top = row_count as f64 + legend_rows as f64 * 0.6;

@@ -8,6 +8,7 @@
 //! a text summary. `DAGGER_TRACE=path` records any program without code changes.
 
 mod chrome;
+mod clock;
 pub(crate) mod dot;
 pub(crate) mod env;
 mod gantt;
@@ -19,12 +20,12 @@ mod trace;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use crate::error::Error;
 use crate::graph::Graph;
 use crate::task::Location;
 
+pub use clock::Timestamp;
 pub use env::flush_env_trace;
 #[cfg(feature = "progress")]
 pub use progress::Progress;
@@ -65,7 +66,7 @@ pub struct RunInfo {
     /// Whether the run was started from inside a task of the same runtime.
     pub nested: bool,
     /// When it started.
-    pub start: Instant,
+    pub start: Timestamp,
 }
 
 /// A task about to run.
@@ -83,7 +84,7 @@ pub struct TaskStart {
     /// The thread running it.
     pub worker: Worker,
     /// When it started.
-    pub time: Instant,
+    pub time: Timestamp,
 }
 
 /// A task that finished (successfully or not).
@@ -101,9 +102,9 @@ pub struct TaskEnd<'a> {
     /// The thread that ran it.
     pub worker: Worker,
     /// When it started.
-    pub start: Instant,
+    pub start: Timestamp,
     /// When it ended.
-    pub end: Instant,
+    pub end: Timestamp,
     /// The device and stream it ran on, for GPU tasks.
     pub device: Option<(&'a str, u32)>,
     /// Bytes it copied between host and device.
@@ -131,7 +132,21 @@ pub(crate) struct ObserverSet {
     // Memory ordering: Relaxed is enough for the flag; the list itself is read under the
     // lock, and a run that misses an observer attached concurrently is simply not observed.
     active: AtomicBool,
-    list: RwLock<Vec<(u64, Arc<dyn Observer>)>>,
+    list: RwLock<List>,
+}
+
+/// The attached observers, and the same list ready to hand to a run.
+#[derive(Default)]
+struct List {
+    entries: Vec<(u64, Arc<dyn Observer>)>,
+    shared: Option<Observers>,
+}
+
+impl List {
+    fn changed(&mut self) {
+        self.shared = (!self.entries.is_empty())
+            .then(|| self.entries.iter().map(|(_, o)| o.clone()).collect());
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -147,15 +162,18 @@ impl ObserverSet {
     pub(crate) fn attach(&self, observer: Arc<dyn Observer>) -> u64 {
         let id = next_id();
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
-        list.push((id, observer));
+        list.entries.push((id, observer));
+        list.changed();
         self.active.store(true, Ordering::Relaxed);
         id
     }
 
     pub(crate) fn detach(&self, id: u64) {
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
-        list.retain(|(i, _)| *i != id);
-        self.active.store(!list.is_empty(), Ordering::Relaxed);
+        list.entries.retain(|(i, _)| *i != id);
+        list.changed();
+        self.active
+            .store(!list.entries.is_empty(), Ordering::Relaxed);
     }
 
     /// The observers for one run, or `None` (the common case) without taking the lock.
@@ -163,8 +181,11 @@ impl ObserverSet {
         if !self.active.load(Ordering::Relaxed) {
             return None;
         }
-        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
-        (!list.is_empty()).then(|| list.iter().map(|(_, o)| o.clone()).collect())
+        self.list
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .shared
+            .clone()
     }
 }
 

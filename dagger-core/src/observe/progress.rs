@@ -119,7 +119,7 @@ mod tests {
             tasks: 3,
             threads: 1,
             nested: false,
-            start: std::time::Instant::now(),
+            start: super::super::Timestamp::now(),
         };
         progress.run_started(&run);
         let nested = RunInfo {
@@ -128,7 +128,7 @@ mod tests {
             ..run
         };
         progress.run_started(&nested);
-        let now = std::time::Instant::now();
+        let now = super::super::Timestamp::now();
         for node in 0..2 {
             let end = TaskEnd {
                 run: 7,

@@ -1,14 +1,21 @@
 //! `Recorder`: an observer that keeps every event it sees, for export as a `Trace`.
+//!
+//! Recording is on the hot path of every task, so a task is stored as a compact raw
+//! record (timestamps in clock ticks, rare fields boxed) in fixed-size chunks that never
+//! move, in one of several shards picked by worker, and only turned into
+//! [`TaskRecord`]s when a trace is taken.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use super::trace::{RunRecord, TaskRecord, Trace};
-use super::{Observer, RunInfo, TaskEnd, Worker};
+use super::{Observer, RunInfo, TaskEnd, Timestamp, Worker};
 use crate::error::Error;
+use crate::task::Location;
 
 /// Events are sharded by worker so that recording threads rarely share a lock.
 const SHARDS: usize = 16;
+/// Records per chunk: a full chunk is kept, never reallocated.
+const CHUNK: usize = 4096;
 
 /// Records runs and tasks. Attach it to a runtime (`Runtime::observe`, or the builder's
 /// `observer`), run graphs, then take a [`Trace`]. Cloning shares the recording.
@@ -18,10 +25,41 @@ pub struct Recorder {
 }
 
 struct Inner {
-    origin: Instant,
-    runs: Mutex<Vec<RunRecord>>,
-    tasks: Vec<Mutex<Vec<TaskRecord>>>,
+    origin: Timestamp,
+    runs: Mutex<Vec<RawRun>>,
+    shards: Vec<Mutex<Shard>>,
 }
+
+#[derive(Default)]
+struct Shard {
+    chunks: Vec<Vec<RawTask>>,
+}
+
+struct RawRun {
+    info: RunInfo,
+    end: Option<Timestamp>,
+    error: Option<String>,
+}
+
+struct RawTask {
+    run: u64,
+    node: u32,
+    worker: u32,
+    start: Timestamp,
+    end: Timestamp,
+    name: &'static str,
+    location: Location,
+    rare: Option<Box<Rare>>,
+}
+
+/// Fields that are absent for most tasks.
+struct Rare {
+    device: Option<(String, u32)>,
+    bytes_moved: u64,
+    error: Option<String>,
+}
+
+const CALLER: u32 = u32::MAX;
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -37,14 +75,18 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Recorder {
-    /// An empty recorder.
+    /// An empty recorder; its trace's time zero is now.
     pub fn new() -> Self {
         Recorder {
             inner: Arc::new(Inner {
-                origin: Instant::now(),
+                origin: Timestamp::now(),
                 runs: Mutex::new(Vec::new()),
-                tasks: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+                shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             }),
         }
     }
@@ -52,99 +94,112 @@ impl Recorder {
     /// How many tasks have been recorded so far.
     pub fn task_count(&self) -> usize {
         self.inner
-            .tasks
+            .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| lock(s).chunks.iter().map(Vec::len).sum::<usize>())
             .sum()
     }
 
     /// Everything recorded so far, tasks sorted by start time.
     pub fn trace(&self) -> Trace {
-        let runs = self
-            .inner
-            .runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut tasks: Vec<TaskRecord> = Vec::new();
-        for shard in &self.inner.tasks {
-            tasks.extend(
-                shard
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .cloned(),
-            );
+        let origin = self.inner.origin;
+        let ns = |t: Timestamp| t.nanos_since(origin);
+        let runs = lock(&self.inner.runs)
+            .iter()
+            .map(|r| RunRecord {
+                id: r.info.id,
+                graph: r.info.graph,
+                tasks: r.info.tasks,
+                threads: r.info.threads,
+                nested: r.info.nested,
+                start_ns: ns(r.info.start),
+                end_ns: r.end.map(ns),
+                error: r.error.clone(),
+            })
+            .collect();
+        let mut tasks = Vec::with_capacity(self.task_count());
+        for shard in &self.inner.shards {
+            for raw in lock(shard).chunks.iter().flatten() {
+                tasks.push(TaskRecord {
+                    run: raw.run,
+                    node: raw.node as usize,
+                    name: raw.name,
+                    location: raw.location,
+                    worker: if raw.worker == CALLER {
+                        Worker::Caller
+                    } else {
+                        Worker::Thread(raw.worker as usize)
+                    },
+                    start_ns: ns(raw.start),
+                    end_ns: ns(raw.end),
+                    device: raw.rare.as_ref().and_then(|r| r.device.clone()),
+                    bytes_moved: raw.rare.as_ref().map_or(0, |r| r.bytes_moved),
+                    error: raw.rare.as_ref().and_then(|r| r.error.clone()),
+                });
+            }
         }
-        Trace::new(self.inner.origin, runs, tasks)
+        Trace::new(runs, tasks)
     }
 
     /// Forgets everything recorded so far.
     pub fn clear(&self) {
-        self.inner
-            .runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        for shard in &self.inner.tasks {
-            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        lock(&self.inner.runs).clear();
+        for shard in &self.inner.shards {
+            lock(shard).chunks.clear();
         }
-    }
-
-    fn since_origin(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.inner.origin).as_nanos() as u64
     }
 }
 
 impl Observer for Recorder {
     fn run_started(&self, run: &RunInfo) {
-        let record = RunRecord {
-            id: run.id,
-            graph: run.graph,
-            tasks: run.tasks,
-            threads: run.threads,
-            nested: run.nested,
-            start_ns: self.since_origin(run.start),
-            end_ns: None,
+        lock(&self.inner.runs).push(RawRun {
+            info: *run,
+            end: None,
             error: None,
-        };
-        self.inner
-            .runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(record);
+        });
     }
 
     fn task_finished(&self, task: &TaskEnd<'_>) {
-        let record = TaskRecord {
+        let rare =
+            (task.device.is_some() || task.bytes_moved > 0 || task.error.is_some()).then(|| {
+                Box::new(Rare {
+                    device: task
+                        .device
+                        .map(|(device, stream)| (device.to_owned(), stream)),
+                    bytes_moved: task.bytes_moved,
+                    error: task.error.map(|e| e.to_string()),
+                })
+            });
+        let (worker, shard) = match task.worker {
+            Worker::Thread(n) => (n as u32, n % SHARDS),
+            Worker::Caller => (CALLER, SHARDS - 1),
+        };
+        let raw = RawTask {
             run: task.run,
-            node: task.node,
+            node: task.node as u32,
+            worker,
+            start: task.start,
+            end: task.end,
             name: task.name,
             location: task.location,
-            worker: task.worker,
-            start_ns: self.since_origin(task.start),
-            end_ns: self.since_origin(task.end),
-            device: task
-                .device
-                .map(|(device, stream)| (device.to_owned(), stream)),
-            bytes_moved: task.bytes_moved,
-            error: task.error.map(|e| e.to_string()),
+            rare,
         };
-        let shard = match task.worker {
-            Worker::Thread(n) => n % SHARDS,
-            Worker::Caller => SHARDS - 1,
-        };
-        self.inner.tasks[shard]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(record);
+        let mut shard = lock(&self.inner.shards[shard]);
+        match shard.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(raw),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(raw);
+                shard.chunks.push(chunk);
+            }
+        }
     }
 
     fn run_finished(&self, run: &RunInfo, error: Option<&Error>) {
-        let end = self.since_origin(Instant::now());
-        let mut runs = self.inner.runs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(record) = runs.iter_mut().rev().find(|r| r.id == run.id) {
-            record.end_ns = Some(end);
+        let end = Timestamp::now();
+        let mut runs = lock(&self.inner.runs);
+        if let Some(record) = runs.iter_mut().rev().find(|r| r.info.id == run.id) {
+            record.end = Some(end);
             record.error = error.map(|e| e.to_string());
         }
     }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
 
 use super::Worker;
 use crate::error::Error;
@@ -65,32 +64,19 @@ impl TaskRecord {
     }
 }
 
-/// What a [`Recorder`](super::Recorder) saw.
+/// What a [`Recorder`](super::Recorder) saw. Times are nanoseconds since the recorder
+/// was created.
 #[derive(Clone, Debug)]
 pub struct Trace {
-    origin: Instant,
     runs: Vec<RunRecord>,
     tasks: Vec<TaskRecord>,
 }
 
 impl Trace {
-    pub(crate) fn new(
-        origin: Instant,
-        mut runs: Vec<RunRecord>,
-        mut tasks: Vec<TaskRecord>,
-    ) -> Self {
+    pub(crate) fn new(mut runs: Vec<RunRecord>, mut tasks: Vec<TaskRecord>) -> Self {
         runs.sort_by_key(|r| (r.start_ns, r.id));
         tasks.sort_by_key(|t| (t.start_ns, t.run, t.node));
-        Trace {
-            origin,
-            runs,
-            tasks,
-        }
-    }
-
-    /// When time zero of this trace was.
-    pub fn origin(&self) -> Instant {
-        self.origin
+        Trace { runs, tasks }
     }
 
     /// The runs, by start time.

@@ -130,6 +130,18 @@ fn parallel(
             })
         })
         .collect();
+    let result = execute_cells(rt, graph, &cells);
+    (
+        values.into_iter().map(AtomicU64::into_inner).collect(),
+        result,
+    )
+}
+
+/// Runs one closure per node with fresh counters.
+fn execute_cells<F>(rt: &Runtime, graph: &'static Graph, cells: &[NodeCell<F>]) -> Result<(), Error>
+where
+    F: FnOnce() -> Result<(), dagger_core::BoxError> + Send,
+{
     let refs: Vec<&dyn RunNode> = cells.iter().map(|c| c as &dyn RunNode).collect();
     let counters: Vec<_> = graph
         .schedule()
@@ -137,11 +149,7 @@ fn parallel(
         .iter()
         .map(|&c| std::sync::atomic::AtomicU32::new(c))
         .collect();
-    let result = execute(rt, graph, &refs, &counters);
-    (
-        values.into_iter().map(AtomicU64::into_inner).collect(),
-        result,
-    )
+    execute(rt, graph, &refs, &counters)
 }
 
 fn watchdog(seconds: u64, f: impl FnOnce() + Send + 'static) {
@@ -235,14 +243,7 @@ fn panics_are_caught_and_reported() {
                 })
             })
             .collect();
-        let refs: Vec<&dyn RunNode> = cells.iter().map(|c| c as &dyn RunNode).collect();
-        let counters: Vec<_> = graph
-            .schedule()
-            .predecessor_counts()
-            .iter()
-            .map(|&c| std::sync::atomic::AtomicU32::new(c))
-            .collect();
-        match execute(&rt, graph, &refs, &counters) {
+        match execute_cells(&rt, graph, &cells) {
             Err(Error::TaskPanicked {
                 message, location, ..
             }) => {

@@ -64,13 +64,7 @@ impl Trace {
             };
             event(&mut out, metadata(1, tid, &worker.to_string()));
         }
-        let mut streams: Vec<(String, u32)> = self
-            .tasks()
-            .iter()
-            .filter_map(|t| t.device.clone())
-            .collect();
-        streams.sort();
-        streams.dedup();
+        let streams = self.streams();
         for (index, (device, stream)) in streams.iter().enumerate() {
             event(
                 &mut out,

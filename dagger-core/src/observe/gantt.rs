@@ -21,13 +21,7 @@ impl Trace {
     pub fn to_svg_gantt(&self) -> Result<String, Error> {
         // Rows: one per worker thread, then one per device stream.
         let mut rows: Vec<String> = self.workers().iter().map(|w| w.to_string()).collect();
-        let mut streams: Vec<(String, u32)> = self
-            .tasks()
-            .iter()
-            .filter_map(|t| t.device.clone())
-            .collect();
-        streams.sort();
-        streams.dedup();
+        let streams = self.streams();
         rows.extend(streams.iter().map(|(d, s)| format!("{d} stream {s}")));
         let row_of = |task: &super::TaskRecord| -> usize {
             match &task.device {

@@ -119,6 +119,15 @@ impl Trace {
         workers
     }
 
+    /// The device streams that ran tasks, in order.
+    pub fn streams(&self) -> Vec<(String, u32)> {
+        let mut streams: Vec<(String, u32)> =
+            self.tasks.iter().filter_map(|t| t.device.clone()).collect();
+        streams.sort();
+        streams.dedup();
+        streams
+    }
+
     /// The heaviest chain of dependent tasks of a run: node ids in order and their total
     /// duration. Follows the graph's edges for `dag!` runs; tasks that did not run weigh
     /// nothing. Without a graph it is the single longest task.

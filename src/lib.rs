@@ -305,6 +305,10 @@ pub use dagger_core::{
     Error, Graph, Hazard, Location, Node, NodeKind, Param, Runtime, RuntimeBuilder, Schedule, Task,
     TaskMeta, THREADS_ENV, TRACE_ENV,
 };
+pub use dagger_core::{
+    spawn, spawn_with, try_spawn_with, AllByRef, AllByValue, Apply, ByRef, ByValue, Handle, Input,
+    IntoInput, IntoInputs,
+};
 
 /// Makes a function a task: it stays callable as before, and becomes a graph node type
 /// that implements [`Task`]. See [the crate documentation](crate#task).
@@ -316,7 +320,9 @@ pub use dagger_macros::dag;
 
 /// Everything a typical program needs: `use dagger::prelude::*;`.
 pub mod prelude {
-    pub use crate::{dag, task, Dag, Error, Runtime, Task};
+    pub use crate::{
+        dag, spawn, spawn_with, task, try_spawn_with, Dag, Error, Handle, Runtime, Task,
+    };
 }
 
 /// The only path generated code uses. Not a public API: it may change in any release.

@@ -1,61 +1,149 @@
 //! The error type of every fallible dagger operation.
 
+use std::fmt;
+use std::sync::Arc;
+
 use crate::task::Location;
 
 /// A boxed error from a task: any `std::error::Error`, `String` or `&str` converts into it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// What went wrong in a graph or the runtime.
-#[derive(Debug, thiserror::Error)]
+/// What went wrong in a graph or the runtime. Cheap to clone: one failure is reported to
+/// every task that depended on it.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
-    /// A task returned `Err` through `?`.
-    #[error("task `{task}` at {location} failed: {source}")]
+    /// A task returned `Err` (through `?` in `dag!`, or from a fallible spawned task).
     TaskFailed {
         /// The task's name.
         task: &'static str,
-        /// Where the node is in the source.
+        /// Where the task is in the source.
         location: Location,
-        /// The task's own error.
-        #[source]
-        source: BoxError,
+        /// The task's own error (also returned by [`source`](std::error::Error::source)).
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A task panicked; the panic was caught and the runtime keeps working.
-    #[error("task `{task}` at {location} panicked: {message}")]
     TaskPanicked {
         /// The task's name.
         task: &'static str,
-        /// Where the node is in the source.
+        /// Where the task is in the source.
         location: Location,
         /// The panic message.
         message: String,
     },
+    /// A task did not run because a task it depends on failed or was cancelled.
+    DependencyFailed {
+        /// The task that did not run.
+        task: &'static str,
+        /// Where it was spawned.
+        location: Location,
+        /// The root cause: the failure of the first task in the chain.
+        cause: Box<Error>,
+    },
+    /// A task was cancelled before it started.
+    Cancelled {
+        /// The cancelled task.
+        task: &'static str,
+        /// Where it was spawned.
+        location: Location,
+    },
     /// A runtime setting is invalid.
-    #[error("invalid runtime configuration: {0}")]
     Config(String),
     /// The worker threads could not be started.
-    #[error("could not start the worker threads: {0}")]
     ThreadPool(String),
     /// A trace could not be drawn or written.
-    #[error("trace export failed: {0}")]
     Trace(String),
 }
 
 impl Error {
-    /// The name of the task that failed, when a task failed.
+    /// The name of the task the error is about, when a task is involved.
     pub fn task(&self) -> Option<&'static str> {
         match self {
-            Error::TaskFailed { task, .. } | Error::TaskPanicked { task, .. } => Some(task),
+            Error::TaskFailed { task, .. }
+            | Error::TaskPanicked { task, .. }
+            | Error::DependencyFailed { task, .. }
+            | Error::Cancelled { task, .. } => Some(task),
             _ => None,
         }
     }
 
-    /// Where the failing node is, when a task failed.
+    /// Where that task is, when a task is involved.
     pub fn location(&self) -> Option<Location> {
         match self {
-            Error::TaskFailed { location, .. } | Error::TaskPanicked { location, .. } => {
-                Some(*location)
+            Error::TaskFailed { location, .. }
+            | Error::TaskPanicked { location, .. }
+            | Error::DependencyFailed { location, .. }
+            | Error::Cancelled { location, .. } => Some(*location),
+            _ => None,
+        }
+    }
+
+    /// The failure that started it all: for [`Error::DependencyFailed`] the root cause,
+    /// otherwise the error itself.
+    pub fn root_cause(&self) -> &Error {
+        match self {
+            Error::DependencyFailed { cause, .. } => cause.root_cause(),
+            other => other,
+        }
+    }
+
+    /// Whether the root cause is a cancellation.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.root_cause(), Error::Cancelled { .. })
+    }
+
+    /// This error, as seen by a task that depended on the one that failed.
+    pub(crate) fn for_dependent(&self, task: &'static str, location: Location) -> Error {
+        Error::DependencyFailed {
+            task,
+            location,
+            cause: Box::new(self.root_cause().clone()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::TaskFailed {
+                task,
+                location,
+                source,
+            } => write!(f, "task `{task}` at {location} failed: {source}"),
+            Error::TaskPanicked {
+                task,
+                location,
+                message,
+            } => {
+                write!(f, "task `{task}` at {location} panicked: {message}")
             }
+            Error::DependencyFailed {
+                task,
+                location,
+                cause,
+            } => {
+                write!(
+                    f,
+                    "task `{task}` at {location} did not run because an input failed: {cause}"
+                )
+            }
+            Error::Cancelled { task, location } => {
+                write!(f, "task `{task}` at {location} was cancelled")
+            }
+            Error::Config(message) => write!(f, "invalid runtime configuration: {message}"),
+            Error::ThreadPool(message) => {
+                write!(f, "could not start the worker threads: {message}")
+            }
+            Error::Trace(message) => write!(f, "trace export failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::TaskFailed { source, .. } => Some(&**source),
+            Error::DependencyFailed { cause, .. } => Some(&**cause),
             _ => None,
         }
     }

@@ -263,7 +263,7 @@ impl<'a> Run<'a> {
             Ok(Err(source)) => Err(Error::TaskFailed {
                 task: desc.name(),
                 location: desc.location(),
-                source,
+                source: source.into(),
             }),
             Err(payload) => Err(Error::TaskPanicked {
                 task: desc.name(),

@@ -9,8 +9,13 @@ use crate::observe::{Observer, ObserverGuard, ObserverSet};
 /// number of graphs, one after another or at the same time, and stays usable after a
 /// graph fails.
 pub struct Runtime {
-    pool: rayon::ThreadPool,
-    observers: ObserverSet,
+    shared: Arc<Shared>,
+}
+
+/// What tasks of a runtime need to reach it from any thread.
+pub(crate) struct Shared {
+    pub(crate) pool: rayon::ThreadPool,
+    pub(crate) observers: ObserverSet,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -29,31 +34,35 @@ impl Runtime {
 
     /// The number of worker threads.
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.shared.pool.current_num_threads()
     }
 
     /// Runs `op` on one of the runtime's workers and returns its result. Graphs run from
     /// inside (`op`, or any task) start on that worker without handing the work to
     /// another thread and back, which matters when running many small graphs.
     pub fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
-        self.pool.install(op)
+        self.shared.pool.install(op)
     }
 
     /// Attaches an observer until the returned guard is dropped.
     pub fn observe(&self, observer: impl Observer + 'static) -> ObserverGuard<'_> {
-        let id = self.observers.attach(Arc::new(observer));
+        let id = self.shared.observers.attach(Arc::new(observer));
         ObserverGuard {
-            set: &self.observers,
+            set: &self.shared.observers,
             id,
         }
     }
 
     pub(crate) fn pool(&self) -> &rayon::ThreadPool {
-        &self.pool
+        &self.shared.pool
     }
 
     pub(crate) fn observers(&self) -> &ObserverSet {
-        &self.observers
+        &self.shared.observers
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 }
 
@@ -123,7 +132,9 @@ impl RuntimeBuilder {
         if let Some(recorder) = crate::observe::env::env_recorder() {
             observers.attach(recorder);
         }
-        Ok(Runtime { pool, observers })
+        Ok(Runtime {
+            shared: Arc::new(Shared { pool, observers }),
+        })
     }
 }
 

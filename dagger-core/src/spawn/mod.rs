@@ -1,0 +1,349 @@
+//! Dynamic tasks (Dagger's `@spawn`): `spawn` returns a [`Handle`] at once; handles
+//! passed to `spawn_with` become dependencies, and the task receives their values.
+//! Tasks may spawn tasks; a task waiting for another runs other work meanwhile.
+
+mod handle;
+mod inputs;
+mod task;
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+pub use handle::Handle;
+pub use inputs::{AllByRef, AllByValue, ByRef, ByValue, Input, IntoInput};
+pub(crate) use task::Header;
+
+use crate::error::{BoxError, Error};
+use crate::runtime::{default_runtime, Runtime, Shared};
+use crate::task::Location;
+use task::{Job, Task, TaskInfo};
+
+thread_local! {
+    /// The runtime of the task running on this thread, if any.
+    static CURRENT: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Restores the previous current runtime when dropped.
+pub(crate) struct Enter {
+    previous: *const Shared,
+}
+
+/// Makes `shared` the current runtime of this thread while the guard lives.
+pub(crate) fn enter(shared: &Arc<Shared>) -> Enter {
+    Enter {
+        previous: CURRENT.with(|c| c.replace(Arc::as_ptr(shared))),
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.previous));
+    }
+}
+
+/// The runtime that `spawn` uses here: the one running the current task, or the default.
+fn current() -> Result<Arc<Shared>, Error> {
+    let current = CURRENT.with(Cell::get);
+    if current.is_null() {
+        return Ok(default_runtime()?.shared().clone());
+    }
+    // SAFETY: `current` was set by `enter` from a live `Arc<Shared>` held by the running
+    // task (or graph) for as long as the guard lives, so it points to a live `Shared`;
+    // taking a new strong reference keeps it alive independently.
+    unsafe {
+        Arc::increment_strong_count(current);
+        Ok(Arc::from_raw(current))
+    }
+}
+
+/// Inputs of `spawn_with`: one [`IntoInput`] or a tuple of them.
+pub trait IntoInputs {
+    /// The inputs, owned.
+    type Inputs: Send + 'static;
+    /// Converts.
+    fn into_inputs(self) -> Self::Inputs;
+}
+
+/// Calls `F` with the values of the inputs.
+pub trait Apply<F, R>: Send + 'static {
+    #[doc(hidden)]
+    fn each_dependency(&self, each: &mut dyn FnMut(&Header));
+    #[doc(hidden)]
+    fn apply(self, f: F) -> R;
+}
+
+macro_rules! tuple_inputs {
+    ($($name:ident)*) => {
+        impl<$($name: IntoInput),*> IntoInputs for ($($name,)*) {
+            type Inputs = ($($name::Input,)*);
+            #[allow(non_snake_case, clippy::unused_unit)]
+            fn into_inputs(self) -> Self::Inputs {
+                let ($($name,)*) = self;
+                ($($name.into_input(),)*)
+            }
+        }
+
+        impl<F, R, $($name: Input),*> Apply<F, R> for ($($name,)*)
+        where
+            F: for<'a> FnOnce($($name::Value<'a>),*) -> R,
+        {
+            #[allow(non_snake_case, unused_variables)]
+            fn each_dependency(&self, each: &mut dyn FnMut(&Header)) {
+                let ($($name,)*) = self;
+                $($name.each_dependency(each);)*
+            }
+            #[allow(non_snake_case)]
+            fn apply(self, f: F) -> R {
+                let ($(mut $name,)*) = self;
+                f($($name.value()),*)
+            }
+        }
+    };
+}
+
+tuple_inputs!();
+tuple_inputs!(A);
+tuple_inputs!(A B);
+tuple_inputs!(A B C);
+tuple_inputs!(A B C D);
+tuple_inputs!(A B C D E);
+tuple_inputs!(A B C D E G);
+tuple_inputs!(A B C D E G H);
+tuple_inputs!(A B C D E G H I);
+
+macro_rules! single_input {
+    ($($ty:ty => [$($gen:tt)*]),*) => {$(
+        impl<$($gen)*> IntoInputs for $ty where $ty: IntoInput {
+            type Inputs = (<$ty as IntoInput>::Input,);
+            fn into_inputs(self) -> Self::Inputs {
+                (self.into_input(),)
+            }
+        }
+    )*};
+}
+
+single_input! {
+    Handle<T> => [T: Clone + Send + Sync + 'static],
+    &'h Handle<T> => ['h, T: Send + Sync + 'static],
+    Vec<Handle<T>> => [T: Clone + Send + Sync + 'static],
+    &'h [Handle<T>] => ['h, T: Send + Sync + 'static],
+    &'h Vec<Handle<T>> => ['h, T: Send + Sync + 'static]
+}
+
+/// A closure with its inputs; `fallible` closures return `Result`.
+struct Call<I, F> {
+    inputs: I,
+    f: F,
+}
+
+struct Infallible<F>(F);
+struct Fallible<F, E> {
+    f: F,
+    info: TaskInfo,
+    error: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<F, E> Fallible<F, E> {
+    fn new(f: F, info: TaskInfo) -> Self {
+        Fallible {
+            f,
+            info,
+            error: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, I, F> Job<T> for Call<I, Infallible<F>>
+where
+    I: Apply<F, T>,
+    F: Send,
+{
+    fn run(self) -> Result<T, Error> {
+        Ok(self.inputs.apply(self.f.0))
+    }
+    fn inputs(&self, each: &mut dyn FnMut(&Header)) {
+        self.inputs.each_dependency(each)
+    }
+}
+
+impl<T, E, I, F> Job<T> for Call<I, Fallible<F, E>>
+where
+    I: Apply<F, Result<T, E>>,
+    E: Into<BoxError>,
+    F: Send,
+{
+    fn run(self) -> Result<T, Error> {
+        let Fallible { f, info, .. } = self.f;
+        self.inputs.apply(f).map_err(|e| Error::TaskFailed {
+            task: info.name,
+            location: info.location,
+            source: Arc::from(e.into()),
+        })
+    }
+    fn inputs(&self, each: &mut dyn FnMut(&Header)) {
+        self.inputs.each_dependency(each)
+    }
+}
+
+/// A short name for a closure or function: its type's path without generics or closure
+/// markers (`my_crate::load`, `my_crate::main`).
+fn name_of<F>() -> &'static str {
+    let full = std::any::type_name::<F>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.strip_suffix("::{{closure}}")
+        .unwrap_or(base)
+        .trim_end_matches("::{{closure}}")
+}
+
+fn info<F>(location: &'static std::panic::Location<'static>) -> TaskInfo {
+    TaskInfo {
+        name: name_of::<F>(),
+        location: Location::__new(location.file(), location.line(), location.column()),
+    }
+}
+
+/// A handle that already failed (the runtime could not be reached).
+fn failed_handle<T: Send + Sync + 'static>(info: TaskInfo, error: Error) -> Handle<T> {
+    Handle {
+        task: task::Failed::new(info, error),
+    }
+}
+
+impl Runtime {
+    /// Spawns `f` on this runtime and returns its handle at once.
+    #[track_caller]
+    pub fn spawn<T, F>(&self, f: F) -> Handle<T>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.spawn_with((), f)
+    }
+
+    /// Spawns `f` on this runtime, to run once `inputs` are ready, with their values.
+    #[track_caller]
+    pub fn spawn_with<I, F, T>(&self, inputs: I, f: F) -> Handle<T>
+    where
+        I: IntoInputs,
+        I::Inputs: Apply<F, T>,
+        F: Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        let info = info::<F>(std::panic::Location::caller());
+        spawn_on(
+            self.shared().clone(),
+            info,
+            Call {
+                inputs: inputs.into_inputs(),
+                f: Infallible(f),
+            },
+        )
+    }
+
+    /// Like [`spawn_with`](Runtime::spawn_with) for a closure that returns `Result`: an
+    /// `Err` fails the task (and its dependents).
+    #[track_caller]
+    pub fn try_spawn_with<I, F, T, E>(&self, inputs: I, f: F) -> Handle<T>
+    where
+        I: IntoInputs,
+        I::Inputs: Apply<F, Result<T, E>>,
+        F: Send + 'static,
+        T: Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let info = info::<F>(std::panic::Location::caller());
+        spawn_on(
+            self.shared().clone(),
+            info,
+            Call {
+                inputs: inputs.into_inputs(),
+                f: Fallible::new(f, info),
+            },
+        )
+    }
+}
+
+fn spawn_on<T, J>(shared: Arc<Shared>, info: TaskInfo, job: J) -> Handle<T>
+where
+    T: Send + Sync + 'static,
+    J: Job<T> + 'static,
+{
+    Handle {
+        task: Task::spawn(shared, info, job),
+    }
+}
+
+/// Spawns `f` on the current runtime (the one running this task, or the default
+/// runtime) and returns its handle at once.
+///
+/// ```
+/// let h = dagger::spawn(|| 6 * 7);
+/// assert_eq!(h.fetch()?, 42);
+/// # Ok::<(), dagger::Error>(())
+/// ```
+#[track_caller]
+pub fn spawn<T, F>(f: F) -> Handle<T>
+where
+    T: Send + Sync + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    spawn_with((), f)
+}
+
+/// Spawns `f` to run once `inputs` are ready, with their values (see [`Input`]):
+/// `&handle` gives `&T`, `handle` gives `T`, a `Vec` of handles gives a `Vec` of values;
+/// several inputs go in a tuple.
+///
+/// ```
+/// let a = dagger::spawn(|| vec![1, 2, 3]);
+/// let b = dagger::spawn(|| 10);
+/// let sum = dagger::spawn_with((&a, b), |a: &Vec<i32>, b: i32| a.iter().sum::<i32>() + b);
+/// assert_eq!(sum.fetch()?, 16);
+/// # Ok::<(), dagger::Error>(())
+/// ```
+#[track_caller]
+pub fn spawn_with<I, F, T>(inputs: I, f: F) -> Handle<T>
+where
+    I: IntoInputs,
+    I::Inputs: Apply<F, T>,
+    F: Send + 'static,
+    T: Send + Sync + 'static,
+{
+    let info = info::<F>(std::panic::Location::caller());
+    match current() {
+        Ok(shared) => spawn_on(
+            shared,
+            info,
+            Call {
+                inputs: inputs.into_inputs(),
+                f: Infallible(f),
+            },
+        ),
+        Err(error) => failed_handle(info, error),
+    }
+}
+
+/// Like [`spawn_with`] for a closure that returns `Result`: an `Err` fails the task, and
+/// its dependents fail with it as their root cause.
+#[track_caller]
+pub fn try_spawn_with<I, F, T, E>(inputs: I, f: F) -> Handle<T>
+where
+    I: IntoInputs,
+    I::Inputs: Apply<F, Result<T, E>>,
+    F: Send + 'static,
+    T: Send + Sync + 'static,
+    E: Into<BoxError> + 'static,
+{
+    let info = info::<F>(std::panic::Location::caller());
+    match current() {
+        Ok(shared) => spawn_on(
+            shared,
+            info,
+            Call {
+                inputs: inputs.into_inputs(),
+                f: Fallible::new(f, info),
+            },
+        ),
+        Err(error) => failed_handle(info, error),
+    }
+}

@@ -1,0 +1,406 @@
+//! A dynamic task: its state, its value, the tasks and threads waiting for it, and the
+//! job that computes it, in one allocation.
+//!
+//! Life cycle: `PENDING` (waiting for inputs, or queued) -> `RUNNING` (claimed by exactly
+//! one of: the worker that runs it, or `cancel`) -> `DONE` (value or failure stored).
+//! Whoever claims the task stores the outcome, then closes the waiter list and notifies
+//! every waiter; the first dependent that becomes ready is returned so that the finishing
+//! worker runs it next (no queue round-trip on chains).
+
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::error::{panic_message, Error};
+use crate::runtime::Shared;
+use crate::task::Location;
+
+const PENDING: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+/// Marks a waiter list as closed: the task is done, new waiters must not wait.
+const CLOSED: *mut WaitNode = ptr::dangling_mut::<WaitNode>();
+
+/// A task's name and where it was spawned, for errors and observers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskInfo {
+    pub(crate) name: &'static str,
+    pub(crate) location: Location,
+}
+
+/// Something waiting for a task.
+pub(crate) enum Waiter {
+    /// A task that has this one as an input.
+    Task(Arc<dyn Dependent>),
+    /// A thread blocked in `wait` / `fetch`.
+    Thread(std::thread::Thread),
+}
+
+pub(crate) struct WaitNode {
+    next: *mut WaitNode,
+    waiter: Waiter,
+}
+
+/// The part of a task that waiters and handles need, whatever its value type.
+#[doc(hidden)]
+pub struct Header {
+    state: AtomicU8,
+    waiters: AtomicPtr<WaitNode>,
+    /// The task's failure, boxed (failures are rare); set at most once, before `DONE`.
+    failure: AtomicPtr<Error>,
+    pub(crate) info: TaskInfo,
+}
+
+// SAFETY: the raw pointers are owned by the header (boxed nodes and the boxed failure,
+// published and taken with atomic operations), and what they point to is Send + Sync.
+unsafe impl Send for Header {}
+// SAFETY: as above; all shared mutation goes through atomics.
+unsafe impl Sync for Header {}
+
+impl Header {
+    pub(crate) fn new(info: TaskInfo) -> Self {
+        Header {
+            state: AtomicU8::new(PENDING),
+            waiters: AtomicPtr::new(ptr::null_mut()),
+            failure: AtomicPtr::new(ptr::null_mut()),
+            info,
+        }
+    }
+
+    /// Memory ordering: Acquire pairs with the Release store of `DONE` in `finish`, so a
+    /// thread that sees `DONE` sees the stored value or failure.
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// Claims the task for running or cancelling; only one caller wins.
+    fn claim(&self) -> bool {
+        // Memory ordering: AcqRel; the winner's writes are published by `finish`.
+        self.state
+            .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Records a failure unless one is already recorded.
+    pub(crate) fn set_failure(&self, error: Error) {
+        let boxed = Box::into_raw(Box::new(error));
+        // Memory ordering: Release publishes the boxed error; readers load with Acquire.
+        if self
+            .failure
+            .compare_exchange(ptr::null_mut(), boxed, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: `boxed` was never published, so it is still ours.
+            drop(unsafe { Box::from_raw(boxed) });
+        }
+    }
+
+    /// The recorded failure.
+    pub(crate) fn failure(&self) -> Option<&Error> {
+        let failure = self.failure.load(Ordering::Acquire);
+        // SAFETY: a published failure is never replaced or freed before the header drops.
+        (!failure.is_null()).then(|| unsafe { &*failure })
+    }
+
+    /// Adds a waiter; gives it back if the task is already done.
+    pub(crate) fn subscribe(&self, waiter: Waiter) -> Result<(), Waiter> {
+        let node = Box::into_raw(Box::new(WaitNode {
+            next: ptr::null_mut(),
+            waiter,
+        }));
+        let mut head = self.waiters.load(Ordering::Acquire);
+        loop {
+            if head == CLOSED {
+                // SAFETY: `node` came from `Box::into_raw` above and was never published.
+                let node = unsafe { Box::from_raw(node) };
+                return Err(node.waiter);
+            }
+            // SAFETY: the node is still ours until the CAS below publishes it.
+            unsafe { (*node).next = head };
+            // Memory ordering: Release publishes the node to the thread that closes the
+            // list (which swaps with Acquire).
+            match self.waiters.compare_exchange_weak(
+                head,
+                node,
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(current) => head = current,
+            }
+        }
+    }
+
+    /// Closes the list and takes every waiter, in the order they subscribed.
+    fn close(&self) -> Vec<Waiter> {
+        // Memory ordering: AcqRel: Acquire sees every node pushed before the swap; Release
+        // orders the outcome stored before it for subscribers that find the list closed.
+        let mut node = self.waiters.swap(CLOSED, Ordering::AcqRel);
+        let mut waiters = Vec::new();
+        while !node.is_null() && node != CLOSED {
+            // SAFETY: nodes came from `Box::into_raw` in `subscribe`, and the swap gave
+            // this thread sole ownership of the whole list.
+            let boxed = unsafe { Box::from_raw(node) };
+            node = boxed.next;
+            waiters.push(boxed.waiter);
+        }
+        waiters.reverse();
+        waiters
+    }
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        drop(self.close());
+        let failure = *self.failure.get_mut();
+        if !failure.is_null() {
+            // SAFETY: the failure was boxed by `set_failure` and is owned by the header.
+            drop(unsafe { Box::from_raw(failure) });
+        }
+    }
+}
+
+/// A task that waits for inputs.
+pub(crate) trait Dependent: Send + Sync {
+    /// One input finished (with its failure, if it failed). Returns the task if it is now
+    /// ready to run.
+    fn input_done(self: Arc<Self>, failure: Option<&Error>) -> Option<Arc<dyn Runnable>>;
+}
+
+/// A task that can run.
+pub(crate) trait Runnable: Send + Sync {
+    /// Runs the task (unless it was cancelled) and returns a dependent that became ready.
+    fn run(self: Arc<Self>) -> Option<Arc<dyn Runnable>>;
+    /// The runtime it belongs to.
+    fn shared(&self) -> &Arc<Shared>;
+}
+
+/// What a handle sees of a task.
+pub(crate) trait Completion<T>: Send + Sync {
+    fn header(&self) -> &Header;
+    /// The value. Read only after `header().is_done()`; taken only through a unique `Arc`.
+    fn value(&self) -> &UnsafeCell<Option<T>>;
+    /// Cancels the task if it has not started; returns whether it did.
+    fn cancel(self: Arc<Self>) -> bool;
+}
+
+/// The computation of a task, run once its inputs are ready and none failed.
+pub(crate) trait Job<T>: Send {
+    fn run(self) -> Result<T, Error>;
+    /// Every input the job waits for.
+    fn inputs(&self, each: &mut dyn FnMut(&Header));
+}
+
+pub(crate) struct Task<T, J> {
+    header: Header,
+    value: UnsafeCell<Option<T>>,
+    job: UnsafeCell<Option<J>>,
+    /// Inputs not finished yet, plus one held while the task subscribes to them.
+    pending: AtomicUsize,
+    shared: Arc<Shared>,
+}
+
+// SAFETY: `value` is written once by the thread that claimed the task, before `DONE` is
+// published with Release, and read only after `DONE` is seen with Acquire (taken only
+// through a unique `Arc`); `job` is only touched by the claiming thread. Many threads may
+// read the value at once and any one may take it: T: Send + Sync.
+unsafe impl<T: Send + Sync, J: Send> Sync for Task<T, J> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync, J: Send> Send for Task<T, J> {}
+
+impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
+    /// Creates the task, subscribes it to its inputs, and schedules it once they are ready.
+    pub(crate) fn spawn(shared: Arc<Shared>, info: TaskInfo, job: J) -> Arc<Self> {
+        let task = Arc::new(Task {
+            header: Header::new(info),
+            value: UnsafeCell::new(None),
+            job: UnsafeCell::new(Some(job)),
+            pending: AtomicUsize::new(1),
+            shared,
+        });
+        // SAFETY: no other thread can run or cancel the task before `pending` reaches
+        // zero, which needs the guard released below, so reading the job is fine.
+        let job = unsafe { (*task.job.get()).as_ref() }.expect("a new task has its job");
+        let mut already_done = 0;
+        job.inputs(&mut |input: &Header| {
+            task.pending.fetch_add(1, Ordering::Relaxed);
+            if input.subscribe(Waiter::Task(task.clone())).is_err() {
+                already_done += 1;
+                if let Some(failure) = input.failure() {
+                    task.header
+                        .set_failure(failure.for_dependent(info.name, info.location));
+                }
+            }
+        });
+        // Release the guard and the inputs that were already done.
+        let release = 1 + already_done;
+        if task.pending.fetch_sub(release, Ordering::AcqRel) == release {
+            schedule(task.clone());
+        }
+        task
+    }
+
+    fn finish(&self, value: Option<T>) -> Option<Arc<dyn Runnable>> {
+        // SAFETY: this thread claimed the task, so it is the only writer, and no reader
+        // looks before `DONE` is published below.
+        unsafe { *self.value.get() = value };
+        self.header.state.store(DONE, Ordering::Release);
+        let failure = self.header.failure();
+        let mut next: Option<Arc<dyn Runnable>> = None;
+        for waiter in self.header.close() {
+            match waiter {
+                Waiter::Task(dependent) => {
+                    if let Some(ready) = dependent.input_done(failure) {
+                        match next {
+                            None => next = Some(ready),
+                            Some(_) => schedule(ready),
+                        }
+                    }
+                }
+                Waiter::Thread(thread) => thread.unpark(),
+            }
+        }
+        next
+    }
+}
+
+impl<T: Send + Sync + 'static, J: Job<T> + 'static> Dependent for Task<T, J> {
+    fn input_done(self: Arc<Self>, failure: Option<&Error>) -> Option<Arc<dyn Runnable>> {
+        if let Some(error) = failure {
+            let info = self.header.info;
+            self.header
+                .set_failure(error.for_dependent(info.name, info.location));
+        }
+        // Memory ordering: AcqRel; the last decrement sees every input's outcome.
+        (self.pending.fetch_sub(1, Ordering::AcqRel) == 1).then_some(self as Arc<dyn Runnable>)
+    }
+}
+
+impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
+    fn run(self: Arc<Self>) -> Option<Arc<dyn Runnable>> {
+        if !self.header.claim() {
+            return None; // cancelled before it started
+        }
+        // SAFETY: this thread claimed the task: nothing else touches the job.
+        let job = unsafe { (*self.job.get()).take() }.expect("a task runs once");
+        if self.header.failure().is_some() {
+            // An input failed: report it without running.
+            drop(job);
+            return self.finish(None);
+        }
+        let info = self.header.info;
+        let outcome = {
+            let _current = super::enter(&self.shared);
+            catch_unwind(AssertUnwindSafe(|| job.run()))
+        };
+        let value = match outcome {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                self.header.set_failure(error);
+                None
+            }
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                self.header.set_failure(Error::TaskPanicked {
+                    task: info.name,
+                    location: info.location,
+                    message,
+                });
+                None
+            }
+        };
+        self.finish(value)
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl<T: Send + Sync + 'static, J: Job<T> + 'static> Completion<T> for Task<T, J> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn value(&self) -> &UnsafeCell<Option<T>> {
+        &self.value
+    }
+
+    fn cancel(self: Arc<Self>) -> bool {
+        if !self.header.claim() {
+            return false;
+        }
+        // SAFETY: this thread claimed the task: nothing else touches the job.
+        drop(unsafe { (*self.job.get()).take() });
+        let info = self.header.info;
+        self.header.set_failure(Error::Cancelled {
+            task: info.name,
+            location: info.location,
+        });
+        if let Some(ready) = self.finish(None) {
+            schedule(ready);
+        }
+        true
+    }
+}
+
+/// Queues a ready task on its runtime's workers.
+pub(crate) fn schedule(task: Arc<dyn Runnable>) {
+    let shared = task.shared().clone();
+    shared.pool.spawn(move || run_chain(task));
+}
+
+/// Runs a task, then each dependent it made ready, as long as they belong to the same
+/// runtime (others are queued on theirs).
+pub(crate) fn run_chain(first: Arc<dyn Runnable>) {
+    let mut next = Some(first);
+    while let Some(task) = next.take() {
+        let runtime = Arc::as_ptr(task.shared());
+        if let Some(ready) = task.run() {
+            if Arc::as_ptr(ready.shared()) == runtime {
+                next = Some(ready);
+            } else {
+                schedule(ready);
+            }
+        }
+    }
+}
+
+/// A task that failed before it could be spawned (no runtime could be reached).
+pub(crate) struct Failed<T> {
+    header: Header,
+    value: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: the value is always `None` and never written.
+unsafe impl<T: Send + Sync> Sync for Failed<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Send for Failed<T> {}
+
+impl<T: Send + Sync + 'static> Failed<T> {
+    pub(crate) fn new(info: TaskInfo, error: Error) -> Arc<Self> {
+        let header = Header::new(info);
+        header.set_failure(error);
+        header.state.store(DONE, Ordering::Release);
+        drop(header.close());
+        Arc::new(Failed {
+            header,
+            value: UnsafeCell::new(None),
+        })
+    }
+}
+
+impl<T: Send + Sync + 'static> Completion<T> for Failed<T> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+    fn value(&self) -> &UnsafeCell<Option<T>> {
+        &self.value
+    }
+    fn cancel(self: Arc<Self>) -> bool {
+        false
+    }
+}

@@ -1,0 +1,320 @@
+//! Dynamic tasks: handles, inputs by reference and by value, nesting, cancellation,
+//! failure propagation, random graphs against a sequential run, and memory release.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{jitter, runtime, watchdog};
+use dagger::prelude::*;
+
+#[task]
+fn double(x: u64) -> u64 {
+    2 * x
+}
+
+#[test]
+fn spawn_and_fetch() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let a = rt.spawn(|| 21u64);
+        let b = rt.spawn_with(a.clone(), double); // a #[task] function as the body
+        assert_eq!(b.fetch().unwrap(), 42);
+        assert!(a.is_ready());
+        assert_eq!(*a.fetch_ref().unwrap(), 21);
+        assert!(a.name().contains("spawn_and_fetch"), "{}", a.name());
+        assert_eq!(a.location().line(), line!() - 6);
+    });
+}
+
+#[test]
+fn inputs_by_reference_by_value_and_in_bulk() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let v = rt.spawn(|| vec![1u64, 2, 3]);
+        let k = rt.spawn(|| 10u64);
+        let s = rt.spawn(|| String::from("x"));
+        let three = rt.spawn_with((&v, k.clone(), &s), |v: &Vec<u64>, k: u64, s: &String| {
+            format!("{s}{}", v.iter().sum::<u64>() * k)
+        });
+        assert_eq!(three.fetch().unwrap(), "x60");
+        let parts: Vec<Handle<u64>> = (0..100).map(|i| rt.spawn(move || i)).collect();
+        let by_ref = rt.spawn_with(&parts, |xs: Vec<&u64>| xs.into_iter().sum::<u64>());
+        let by_value = rt.spawn_with(parts, |xs: Vec<u64>| xs.len());
+        assert_eq!(by_ref.fetch().unwrap(), 4950);
+        assert_eq!(by_value.fetch().unwrap(), 100);
+        // Closure parameter types are inferred from the inputs.
+        let inferred = rt.spawn_with((&v, k), |v, k| v.len() as u64 + k);
+        assert_eq!(inferred.fetch().unwrap(), 13);
+    });
+}
+
+/// Counts clones, to check that a value passed by value to its only consumer is moved.
+struct Counted(Arc<AtomicUsize>);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Counted(self.0.clone())
+    }
+}
+
+#[test]
+fn a_value_with_one_consumer_is_moved_not_cloned() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let clones = Arc::new(AtomicUsize::new(0));
+        let c = clones.clone();
+        let mut h = rt.spawn(move || Counted(c));
+        for _ in 0..100 {
+            h = rt.spawn_with(h, |x: Counted| x);
+        }
+        h.fetch().unwrap();
+        assert_eq!(clones.load(Ordering::SeqCst), 0, "moved along the chain");
+
+        // With two consumers, one of them gets a clone.
+        let c = clones.clone();
+        let shared = rt.spawn(move || Counted(c));
+        let a = rt.spawn_with(shared.clone(), |x: Counted| x);
+        let b = rt.spawn_with(shared, |x: Counted| x);
+        a.wait().unwrap();
+        b.wait().unwrap();
+        assert!(clones.load(Ordering::SeqCst) >= 1);
+    });
+}
+
+fn fib(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let a = spawn(move || fib(n - 1));
+    let b = fib(n - 2);
+    a.fetch().unwrap() + b
+}
+
+#[test]
+fn nested_spawn_fibonacci() {
+    for threads in [1, 2, 4] {
+        let v = watchdog(60, move || runtime(threads).install(|| fib(22)));
+        assert_eq!(v, 17711, "{threads} threads");
+    }
+}
+
+#[test]
+fn spawn_from_a_thread_outside_any_runtime_uses_the_default() {
+    let v = watchdog(30, || fib(15));
+    assert_eq!(v, 610);
+}
+
+#[test]
+fn cancel_before_start_never_runs_and_fails_dependents() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let ran = Arc::new(AtomicBool::new(false));
+        let gate = rt.spawn(|| std::thread::sleep(Duration::from_millis(100)));
+        let r = ran.clone();
+        let victim = rt.spawn_with(&gate, move |_: &()| r.store(true, Ordering::SeqCst));
+        let dependent = rt.spawn_with(&victim, |_: &()| 1u8);
+        assert!(victim.cancel(), "not started yet");
+        assert!(!victim.cancel(), "only once");
+        let err = victim.wait().unwrap_err();
+        assert!(matches!(err, dagger::Error::Cancelled { .. }), "{err}");
+        let err = dependent.wait().unwrap_err();
+        assert!(err.is_cancelled(), "{err}");
+        assert_eq!(err.root_cause().location(), Some(victim.location()));
+        gate.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!ran.load(Ordering::SeqCst), "a cancelled task never runs");
+        // A task that already ran cannot be cancelled.
+        let done = rt.spawn(|| 1);
+        done.wait().unwrap();
+        assert!(!done.cancel());
+        assert_eq!(done.fetch().unwrap(), 1);
+    });
+}
+
+#[test]
+fn failures_name_the_root_cause() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let line = line!() + 1;
+        let root = rt.try_spawn_with((), || -> Result<u64, String> { Err("disk on fire".into()) });
+        let mid = rt.spawn_with(&root, |x: &u64| x + 1);
+        let leaf = rt.spawn_with((mid, rt.spawn(|| 1u64)), |a: u64, b: u64| a + b);
+        let err = leaf.fetch().unwrap_err();
+        assert!(
+            matches!(err, dagger::Error::DependencyFailed { .. }),
+            "{err}"
+        );
+        let root_cause = err.root_cause();
+        assert!(
+            matches!(root_cause, dagger::Error::TaskFailed { .. }),
+            "{root_cause}"
+        );
+        assert_eq!(root_cause.location().unwrap().line(), line);
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+
+        let panicked = rt.spawn(|| -> u64 { panic!("kaboom") });
+        let after = rt.spawn_with(&panicked, |x: &u64| *x);
+        let err = after.wait().unwrap_err();
+        assert!(
+            matches!(err.root_cause(), dagger::Error::TaskPanicked { message, .. } if message == "kaboom")
+        );
+        // The runtime keeps working.
+        assert_eq!(rt.spawn(|| 5).fetch().unwrap(), 5);
+    });
+}
+
+#[test]
+fn a_late_dependent_of_a_failed_task_fails_too() {
+    watchdog(30, || {
+        let rt = runtime(1);
+        let bad = rt.spawn(|| -> u64 { panic!("early") });
+        let _ = bad.wait();
+        let late = rt.spawn_with(&bad, |x: &u64| *x);
+        assert!(late.wait().unwrap_err().to_string().contains("early"));
+    });
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    (a ^ b.rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29)
+}
+
+/// Random DAGs of thousands of tasks; each combines its inputs with a hash; compared
+/// with a sequential evaluation on 1, 2 and 4 threads.
+#[test]
+fn random_graphs_match_a_sequential_run() {
+    watchdog(120, || {
+        let mut seed = 0x243F_6A88_85A3_08D3u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for threads in [1, 2, 4] {
+            let rt = runtime(threads);
+            for _ in 0..4 {
+                let n = 500 + rand(3000) as usize;
+                let preds: Vec<Vec<usize>> = (0..n)
+                    .map(|i| {
+                        if i == 0 {
+                            vec![]
+                        } else {
+                            (0..rand(4)).map(|_| rand(i as u64) as usize).collect()
+                        }
+                    })
+                    .collect();
+                let mut expected = vec![0u64; n];
+                for i in 0..n {
+                    expected[i] = preds[i]
+                        .iter()
+                        .fold(i as u64, |acc, &j| mix(acc, expected[j]));
+                }
+                let got = rt.install(|| {
+                    let mut handles: Vec<Handle<u64>> = Vec::with_capacity(n);
+                    for (i, p) in preds.iter().enumerate() {
+                        let inputs: Vec<Handle<u64>> =
+                            p.iter().map(|&j| handles[j].clone()).collect();
+                        handles.push(spawn_with(inputs, move |xs: Vec<u64>| {
+                            jitter(i as u64);
+                            xs.into_iter().fold(i as u64, mix)
+                        }));
+                    }
+                    handles
+                        .into_iter()
+                        .map(|h| h.fetch().unwrap())
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(got, expected, "{threads} threads, {n} tasks");
+            }
+        }
+    });
+}
+
+/// Values of finished tasks are freed as soon as nothing refers to them.
+struct Tracked(Arc<AtomicUsize>);
+
+impl Tracked {
+    fn new(live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::SeqCst);
+        Tracked(live.clone())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_long_chain_keeps_only_a_few_values_alive() {
+    watchdog(60, || {
+        let rt = runtime(2);
+        let live = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (l, p) = (live.clone(), peak.clone());
+        let last = rt.install(move || {
+            let mut h = spawn({
+                let l = l.clone();
+                move || Tracked::new(&l)
+            });
+            for _ in 0..20_000 {
+                let (l, p) = (l.clone(), p.clone());
+                h = spawn_with(&h, move |_: &Tracked| {
+                    p.fetch_max(l.load(Ordering::SeqCst), Ordering::SeqCst);
+                    Tracked::new(&l)
+                });
+            }
+            h
+        });
+        last.wait().unwrap();
+        drop(last);
+        assert!(
+            peak.load(Ordering::SeqCst) < 1_000,
+            "peak live values {}",
+            peak.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(live.load(Ordering::SeqCst), 0, "every value freed");
+    });
+}
+
+#[test]
+fn soak_many_graphs_without_growth() {
+    watchdog(120, || {
+        let rt = runtime(2);
+        let live = Arc::new(AtomicUsize::new(0));
+        for round in 0..200 {
+            let l = live.clone();
+            let total = rt.install(move || {
+                let leaves: Vec<Handle<Tracked>> = (0..50)
+                    .map(|_| {
+                        let l = l.clone();
+                        spawn(move || Tracked::new(&l))
+                    })
+                    .collect();
+                let sum = spawn_with(&leaves, |xs: Vec<&Tracked>| xs.len());
+                drop(leaves);
+                sum.fetch().unwrap()
+            });
+            assert_eq!(total, 50);
+            // Everything of this round is freed before the next one starts.
+            let mut waited = 0;
+            while live.load(Ordering::SeqCst) != 0 && waited < 100 {
+                std::thread::sleep(Duration::from_millis(1));
+                waited += 1;
+            }
+            assert_eq!(
+                live.load(Ordering::SeqCst),
+                0,
+                "round {round} left values alive"
+            );
+        }
+    });
+}

@@ -1,6 +1,7 @@
 //! The runtime: a pool of worker threads (rayon) that runs graphs.
 
-use std::sync::{Arc, OnceLock};
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::error::Error;
 use crate::observe::{Observer, ObserverGuard, ObserverSet};
@@ -10,6 +11,21 @@ use crate::observe::{Observer, ObserverGuard, ObserverSet};
 /// graph fails.
 pub struct Runtime {
     shared: Arc<Shared>,
+}
+
+thread_local! {
+    /// On a worker thread: the runtime it belongs to (filled in once the runtime exists).
+    static WORKER_OF: RefCell<Option<Arc<OnceLock<Weak<Shared>>>>> = const { RefCell::new(None) };
+}
+
+/// The runtime whose worker this thread is, if any.
+pub(crate) fn current_runtime() -> Option<Arc<Shared>> {
+    WORKER_OF.with(|w| {
+        w.borrow()
+            .as_ref()
+            .and_then(|slot| slot.get())
+            .and_then(Weak::upgrade)
+    })
 }
 
 /// What tasks of a runtime need to reach it from any thread.
@@ -120,9 +136,13 @@ impl RuntimeBuilder {
         let prefix = self
             .thread_name
             .unwrap_or_else(|| "dagger-worker".to_owned());
+        // Each worker learns its runtime once the runtime exists (see `current_runtime`).
+        let slot: Arc<OnceLock<Weak<Shared>>> = Arc::new(OnceLock::new());
+        let worker_slot = slot.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("{prefix}-{i}"))
+            .start_handler(move |_| WORKER_OF.with(|w| *w.borrow_mut() = Some(worker_slot.clone())))
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
         let observers = ObserverSet::default();
@@ -132,9 +152,9 @@ impl RuntimeBuilder {
         if let Some(recorder) = crate::observe::env::env_recorder() {
             observers.attach(recorder);
         }
-        Ok(Runtime {
-            shared: Arc::new(Shared { pool, observers }),
-        })
+        let shared = Arc::new(Shared { pool, observers });
+        let _ = slot.set(Arc::downgrade(&shared));
+        Ok(Runtime { shared })
     }
 }
 

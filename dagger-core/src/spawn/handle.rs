@@ -25,7 +25,7 @@ impl<T> std::fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header = self.task.header();
         f.debug_struct("Handle")
-            .field("task", &header.info.name)
+            .field("task", &header.info.name())
             .field("location", &header.info.location)
             .field("ready", &header.is_done())
             .finish()
@@ -130,7 +130,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
     /// The task's name.
     pub fn name(&self) -> &'static str {
-        self.task.header().info.name
+        self.task.header().info.name()
     }
 
     /// Where the task was spawned.

@@ -6,7 +6,6 @@ mod handle;
 mod inputs;
 mod task;
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 pub use handle::Handle;
@@ -14,45 +13,16 @@ pub use inputs::{AllByRef, AllByValue, ByRef, ByValue, Input, IntoInput};
 pub(crate) use task::Header;
 
 use crate::error::{BoxError, Error};
-use crate::runtime::{default_runtime, Runtime, Shared};
+use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
 use crate::task::Location;
 use task::{Job, Task, TaskInfo};
 
-thread_local! {
-    /// The runtime of the task running on this thread, if any.
-    static CURRENT: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
-}
-
-/// Restores the previous current runtime when dropped.
-pub(crate) struct Enter {
-    previous: *const Shared,
-}
-
-/// Makes `shared` the current runtime of this thread while the guard lives.
-pub(crate) fn enter(shared: &Arc<Shared>) -> Enter {
-    Enter {
-        previous: CURRENT.with(|c| c.replace(Arc::as_ptr(shared))),
-    }
-}
-
-impl Drop for Enter {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.previous));
-    }
-}
-
-/// The runtime that `spawn` uses here: the one running the current task, or the default.
+/// The runtime that `spawn` uses here: the one whose worker this thread is (inside a
+/// task, a `dag!` node or `Runtime::install`), or else the default runtime.
 fn current() -> Result<Arc<Shared>, Error> {
-    let current = CURRENT.with(Cell::get);
-    if current.is_null() {
-        return Ok(default_runtime()?.shared().clone());
-    }
-    // SAFETY: `current` was set by `enter` from a live `Arc<Shared>` held by the running
-    // task (or graph) for as long as the guard lives, so it points to a live `Shared`;
-    // taking a new strong reference keeps it alive independently.
-    unsafe {
-        Arc::increment_strong_count(current);
-        Ok(Arc::from_raw(current))
+    match current_runtime() {
+        Some(shared) => Ok(shared),
+        None => Ok(default_runtime()?.shared().clone()),
     }
 }
 
@@ -175,7 +145,7 @@ where
     fn run(self) -> Result<T, Error> {
         let Fallible { f, info, .. } = self.f;
         self.inputs.apply(f).map_err(|e| Error::TaskFailed {
-            task: info.name,
+            task: info.name(),
             location: info.location,
             source: Arc::from(e.into()),
         })
@@ -197,7 +167,7 @@ fn name_of<F>() -> &'static str {
 
 fn info<F>(location: &'static std::panic::Location<'static>) -> TaskInfo {
     TaskInfo {
-        name: name_of::<F>(),
+        name: name_of::<F>,
         location: Location::__new(location.file(), location.line(), location.column()),
     }
 }

@@ -24,11 +24,18 @@ const DONE: u8 = 2;
 /// Marks a waiter list as closed: the task is done, new waiters must not wait.
 const CLOSED: *mut WaitNode = ptr::dangling_mut::<WaitNode>();
 
-/// A task's name and where it was spawned, for errors and observers.
+/// A task's name and where it was spawned, for errors and observers. The name is made
+/// only when asked for (it comes from the closure's type name, which takes parsing).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TaskInfo {
-    pub(crate) name: &'static str,
+    pub(crate) name: fn() -> &'static str,
     pub(crate) location: Location,
+}
+
+impl TaskInfo {
+    pub(crate) fn name(&self) -> &'static str {
+        (self.name)()
+    }
 }
 
 /// Something waiting for a task.
@@ -134,27 +141,34 @@ impl Header {
         }
     }
 
-    /// Closes the list and takes every waiter, in the order they subscribed.
-    fn close(&self) -> Vec<Waiter> {
+    /// Closes the list and hands every waiter to `each`, in the order they subscribed.
+    fn close(&self, mut each: impl FnMut(Waiter)) {
         // Memory ordering: AcqRel: Acquire sees every node pushed before the swap; Release
         // orders the outcome stored before it for subscribers that find the list closed.
         let mut node = self.waiters.swap(CLOSED, Ordering::AcqRel);
-        let mut waiters = Vec::new();
+        // The list is newest first: reverse it in place.
+        let mut reversed: *mut WaitNode = ptr::null_mut();
         while !node.is_null() && node != CLOSED {
             // SAFETY: nodes came from `Box::into_raw` in `subscribe`, and the swap gave
             // this thread sole ownership of the whole list.
-            let boxed = unsafe { Box::from_raw(node) };
-            node = boxed.next;
-            waiters.push(boxed.waiter);
+            let next = unsafe { (*node).next };
+            // SAFETY: as above.
+            unsafe { (*node).next = reversed };
+            reversed = node;
+            node = next;
         }
-        waiters.reverse();
-        waiters
+        while !reversed.is_null() {
+            // SAFETY: as above; each node is freed exactly once here.
+            let boxed = unsafe { Box::from_raw(reversed) };
+            reversed = boxed.next;
+            each(boxed.waiter);
+        }
     }
 }
 
 impl Drop for Header {
     fn drop(&mut self) {
-        drop(self.close());
+        self.close(drop);
         let failure = *self.failure.get_mut();
         if !failure.is_null() {
             // SAFETY: the failure was boxed by `set_failure` and is owned by the header.
@@ -231,7 +245,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 already_done += 1;
                 if let Some(failure) = input.failure() {
                     task.header
-                        .set_failure(failure.for_dependent(info.name, info.location));
+                        .set_failure(failure.for_dependent(info.name(), info.location));
                 }
             }
         });
@@ -250,19 +264,17 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         self.header.state.store(DONE, Ordering::Release);
         let failure = self.header.failure();
         let mut next: Option<Arc<dyn Runnable>> = None;
-        for waiter in self.header.close() {
-            match waiter {
-                Waiter::Task(dependent) => {
-                    if let Some(ready) = dependent.input_done(failure) {
-                        match next {
-                            None => next = Some(ready),
-                            Some(_) => schedule(ready),
-                        }
+        self.header.close(|waiter| match waiter {
+            Waiter::Task(dependent) => {
+                if let Some(ready) = dependent.input_done(failure) {
+                    match next {
+                        None => next = Some(ready),
+                        Some(_) => schedule(ready),
                     }
                 }
-                Waiter::Thread(thread) => thread.unpark(),
             }
-        }
+            Waiter::Thread(thread) => thread.unpark(),
+        });
         next
     }
 }
@@ -272,7 +284,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Dependent for Task<T, J> {
         if let Some(error) = failure {
             let info = self.header.info;
             self.header
-                .set_failure(error.for_dependent(info.name, info.location));
+                .set_failure(error.for_dependent(info.name(), info.location));
         }
         // Memory ordering: AcqRel; the last decrement sees every input's outcome.
         (self.pending.fetch_sub(1, Ordering::AcqRel) == 1).then_some(self as Arc<dyn Runnable>)
@@ -292,10 +304,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
             return self.finish(None);
         }
         let info = self.header.info;
-        let outcome = {
-            let _current = super::enter(&self.shared);
-            catch_unwind(AssertUnwindSafe(|| job.run()))
-        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
@@ -305,7 +314,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
             Err(payload) => {
                 let message = panic_message(&*payload);
                 self.header.set_failure(Error::TaskPanicked {
-                    task: info.name,
+                    task: info.name(),
                     location: info.location,
                     message,
                 });
@@ -337,7 +346,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Completion<T> for Task<T, J>
         drop(unsafe { (*self.job.get()).take() });
         let info = self.header.info;
         self.header.set_failure(Error::Cancelled {
-            task: info.name,
+            task: info.name(),
             location: info.location,
         });
         if let Some(ready) = self.finish(None) {
@@ -385,7 +394,7 @@ impl<T: Send + Sync + 'static> Failed<T> {
         let header = Header::new(info);
         header.set_failure(error);
         header.state.store(DONE, Ordering::Release);
-        drop(header.close());
+        header.close(drop);
         Arc::new(Failed {
             header,
             value: UnsafeCell::new(None),

@@ -1,0 +1,472 @@
+//! Scheduling overhead (BENCHMARKS.md): every task does (almost) nothing, so the time is
+//! the scheduler's. Each shape runs on 1 and 2 threads against baselines in the same
+//! binary and the same rounds: the hand-written rayon floor (an atomic counter per task;
+//! a finishing task runs one ready successor itself and spawns the rest), bare
+//! `rayon::scope` spawns, and `rayon::join` where the shape is recursive.
+//!
+//! `cargo bench --bench scheduling` (env: ROUNDS, default 5; SCALE, default 1.0)
+
+mod common;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use common::{contender, measure, report, Contender};
+use dagger::prelude::*;
+use rayon::ThreadPool;
+
+#[inline(always)]
+fn work(x: u64) -> u64 {
+    black_box(x.wrapping_mul(31).wrapping_add(7))
+}
+
+/// A DAG in compressed rows, for the floor and the scope baselines.
+struct Csr {
+    predecessors: Vec<u32>,
+    offsets: Vec<u32>,
+    successors: Vec<u32>,
+}
+
+impl Csr {
+    fn from_edges(n: usize, edges: impl Iterator<Item = (u32, u32)>) -> Csr {
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut predecessors = vec![0u32; n];
+        for (from, to) in edges {
+            lists[from as usize].push(to);
+            predecessors[to as usize] += 1;
+        }
+        let mut offsets = vec![0u32];
+        for l in &lists {
+            offsets.push(offsets.last().unwrap() + l.len() as u32);
+        }
+        Csr {
+            predecessors,
+            offsets,
+            successors: lists.into_iter().flatten().collect(),
+        }
+    }
+    fn len(&self) -> u64 {
+        self.predecessors.len() as u64
+    }
+    fn successors(&self, n: usize) -> &[u32] {
+        &self.successors[self.offsets[n] as usize..self.offsets[n + 1] as usize]
+    }
+}
+
+/// Runs `g` on the pool: the floor (with `continuation`) or bare scope spawns (without).
+fn run_csr(pool: &ThreadPool, g: &Csr, continuation: bool) -> u64 {
+    let counters: Vec<AtomicU32> = g.predecessors.iter().map(|&p| AtomicU32::new(p)).collect();
+    fn go<'s>(s: &rayon::Scope<'s>, g: &'s Csr, c: &'s [AtomicU32], mut i: usize, cont: bool) {
+        loop {
+            work(i as u64);
+            let mut next = None;
+            for &j in g.successors(i) {
+                if c[j as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if cont && next.is_none() {
+                        next = Some(j as usize);
+                    } else {
+                        s.spawn(move |s| go(s, g, c, j as usize, cont));
+                    }
+                }
+            }
+            match next {
+                Some(j) => i = j,
+                None => return,
+            }
+        }
+    }
+    pool.install(|| {
+        rayon::in_place_scope(|s| {
+            for (i, &p) in g.predecessors.iter().enumerate() {
+                if p == 0 {
+                    let c = &counters;
+                    s.spawn(move |s| go(s, g, c, i, continuation));
+                }
+            }
+        })
+    });
+    g.len()
+}
+
+fn scale() -> f64 {
+    std::env::var("SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0)
+}
+
+fn sized(n: usize) -> usize {
+    ((n as f64 * scale()) as usize).max(16)
+}
+
+fn bench(name: &str, threads: usize, rounds: usize, contenders: &mut [Contender<'_>]) {
+    let results = measure(rounds, contenders);
+    report(name, threads, contenders, &results);
+}
+
+fn chain(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
+    let n = sized(1_000_000);
+    let g = Csr::from_edges(n, (1..n as u32).map(|i| (i - 1, i)));
+    bench(
+        &format!("chain {n}"),
+        threads,
+        rounds,
+        &mut [
+            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
+            contender("rayon::scope spawn", || {
+                fn link(s: &rayon::Scope<'_>, i: u64, n: u64) {
+                    work(i);
+                    if i + 1 < n {
+                        s.spawn(move |s| link(s, i + 1, n));
+                    }
+                }
+                pool.install(|| rayon::scope(|s| link(s, 0, n as u64)));
+                n as u64
+            }),
+            contender("dagger spawn_with", || {
+                rt.install(|| {
+                    let mut h = spawn(|| work(0));
+                    for i in 1..n as u64 {
+                        h = spawn_with(h, move |x: u64| work(x ^ i));
+                    }
+                    black_box(h.fetch().unwrap());
+                });
+                n as u64
+            }),
+        ],
+    );
+}
+
+fn wavefront(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
+    let side = ((1024.0 * scale().sqrt()) as usize).max(8);
+    let n = side * side;
+    let id = |r: usize, c: usize| (r * side + c) as u32;
+    let mut edges = Vec::new();
+    for r in 0..side {
+        for c in 0..side {
+            if c > 0 {
+                edges.push((id(r, c - 1), id(r, c)));
+            }
+            if r > 0 {
+                edges.push((id(r - 1, c), id(r, c)));
+            }
+        }
+    }
+    let g = Csr::from_edges(n, edges.into_iter());
+    bench(
+        &format!("wavefront {side}x{side}"),
+        threads,
+        rounds,
+        &mut [
+            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
+            contender("rayon::scope spawn", || run_csr(pool, &g, false)),
+            contender("dagger spawn_with", || {
+                rt.install(|| {
+                    let mut above: Vec<Handle<u64>> = Vec::new();
+                    for r in 0..side {
+                        let mut row: Vec<Handle<u64>> = Vec::with_capacity(side);
+                        for c in 0..side {
+                            let i = (r * side + c) as u64;
+                            let h = match (c, r) {
+                                (0, 0) => spawn(move || work(i)),
+                                (0, _) => spawn_with(&above[0], move |t: &u64| work(t ^ i)),
+                                (_, 0) => spawn_with(&row[c - 1], move |l: &u64| work(l ^ i)),
+                                _ => {
+                                    spawn_with((&row[c - 1], &above[c]), move |l: &u64, t: &u64| {
+                                        work(l ^ t ^ i)
+                                    })
+                                }
+                            };
+                            row.push(h);
+                        }
+                        above = row;
+                    }
+                    black_box(above.pop().unwrap().fetch().unwrap());
+                });
+                n as u64
+            }),
+        ],
+    );
+}
+
+fn fan(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
+    let n = sized(1_000_000);
+    let total = n + 2;
+    let last = (n + 1) as u32;
+    let g = Csr::from_edges(total, (1..=n as u32).flat_map(|i| [(0, i), (i, last)]));
+    bench(
+        &format!("fan-out/fan-in 1->{n}->1"),
+        threads,
+        rounds,
+        &mut [
+            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
+            contender("rayon::scope spawn", || {
+                let acc = AtomicU64::new(0);
+                pool.install(|| {
+                    rayon::scope(|s| {
+                        let root = work(0);
+                        for i in 0..n as u64 {
+                            let acc = &acc;
+                            s.spawn(move |_| {
+                                acc.fetch_add(work(root ^ i) & 1, Ordering::Relaxed);
+                            });
+                        }
+                    })
+                });
+                black_box(work(acc.into_inner()));
+                total as u64
+            }),
+            contender("dagger spawn_with", || {
+                rt.install(|| {
+                    let root = spawn(|| work(0));
+                    let leaves: Vec<Handle<u64>> = (0..n as u64)
+                        .map(|i| spawn_with(&root, move |r: &u64| work(r ^ i)))
+                        .collect();
+                    let sink =
+                        spawn_with(leaves, |xs: Vec<u64>| work(xs.iter().fold(0, |a, x| a ^ x)));
+                    black_box(sink.fetch().unwrap());
+                });
+                total as u64
+            }),
+        ],
+    );
+}
+
+fn tree(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
+    let depth = ((20.0 + scale().log2()) as u32).clamp(4, 20);
+    let nodes = (1u64 << depth) - 1;
+    fn spawn_tree(d: u32, i: u64) -> u64 {
+        if d == 1 {
+            return work(i);
+        }
+        let left = spawn(move || spawn_tree(d - 1, 2 * i));
+        let right = spawn_tree(d - 1, 2 * i + 1);
+        work(left.fetch().unwrap() ^ right)
+    }
+    fn join_tree(d: u32, i: u64) -> u64 {
+        if d == 1 {
+            return work(i);
+        }
+        let (a, b) = rayon::join(|| join_tree(d - 1, 2 * i), || join_tree(d - 1, 2 * i + 1));
+        work(a ^ b)
+    }
+    fn scope_tree<'s>(s: &rayon::Scope<'s>, d: u32, i: u64) {
+        work(i);
+        if d > 1 {
+            s.spawn(move |s| scope_tree(s, d - 1, 2 * i));
+            s.spawn(move |s| scope_tree(s, d - 1, 2 * i + 1));
+        }
+    }
+    let g = Csr::from_edges(nodes as usize, (1..nodes as u32).map(|i| ((i - 1) / 2, i)));
+    bench(
+        &format!("binary tree 2^{depth}-1"),
+        threads,
+        rounds,
+        &mut [
+            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
+            contender("rayon::scope spawn", || {
+                pool.install(|| rayon::scope(|s| scope_tree(s, depth, 1)));
+                nodes
+            }),
+            contender("rayon::join", || {
+                black_box(pool.install(|| join_tree(depth, 1)));
+                nodes
+            }),
+            contender("dagger nested spawn", || {
+                black_box(rt.install(|| spawn_tree(depth, 1)));
+                nodes
+            }),
+        ],
+    );
+}
+
+fn fibonacci(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
+    let n = ((30.0 + scale().log2() * 0.7) as u64).clamp(10, 30);
+    fn calls(n: u64) -> u64 {
+        // fib calls in the recursion tree: 2 fib(n+1) - 1
+        let (mut a, mut b) = (0u64, 1u64);
+        for _ in 0..=n {
+            (a, b) = (b, a + b);
+        }
+        2 * a - 1
+    }
+    fn fib_spawn(n: u64) -> u64 {
+        if n < 2 {
+            return n;
+        }
+        let a = spawn(move || fib_spawn(n - 1));
+        let b = fib_spawn(n - 2);
+        a.fetch().unwrap() + b
+    }
+    fn fib_join(n: u64) -> u64 {
+        if n < 2 {
+            return n;
+        }
+        let (a, b) = rayon::join(|| fib_join(n - 1), || fib_join(n - 2));
+        a + b
+    }
+    fn fib_scope<'s>(s: &rayon::Scope<'s>, n: u64, acc: &'s AtomicU64) {
+        if n < 2 {
+            acc.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        s.spawn(move |s| fib_scope(s, n - 1, acc));
+        fib_scope(s, n - 2, acc);
+    }
+    let count = calls(n);
+    bench(
+        &format!("fibonacci fib({n})"),
+        threads,
+        rounds,
+        &mut [
+            contender("rayon::scope spawn", || {
+                let acc = AtomicU64::new(0);
+                pool.install(|| rayon::scope(|s| fib_scope(s, n, &acc)));
+                black_box(acc.into_inner());
+                count
+            }),
+            contender("rayon::join", || {
+                black_box(pool.install(|| fib_join(n)));
+                count
+            }),
+            contender("dagger nested spawn", || {
+                black_box(rt.install(|| fib_spawn(n)));
+                count
+            }),
+        ],
+    );
+}
+
+#[task]
+fn inc(x: u64) -> u64 {
+    work(x)
+}
+
+#[task]
+fn add(a: u64, b: u64) -> u64 {
+    work(a ^ b)
+}
+
+fn static_dag(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
+    let runs = sized(100_000) as u64;
+    // The same 10-node shape for the floor: a -> {b, c} -> d -> {e, f} -> g -> {h, i} -> j
+    let edges = [
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 3),
+        (3, 4),
+        (3, 5),
+        (4, 6),
+        (5, 6),
+        (6, 7),
+        (6, 8),
+        (7, 9),
+        (8, 9),
+    ];
+    let g = Csr::from_edges(10, edges.into_iter());
+    bench(
+        &format!("static dag! 10 nodes x {runs}"),
+        threads,
+        rounds,
+        &mut [
+            contender("floor (rayon, continuation)", || {
+                pool.install(|| {
+                    for _ in 0..runs {
+                        run_csr(pool, &g, true);
+                    }
+                });
+                runs * 10
+            }),
+            contender("dagger dag!", || {
+                rt.install(|| {
+                    let mut acc = 0;
+                    for x in 0..runs {
+                        acc ^= dag! {
+                            let a = inc(x);
+                            let b = inc(a);
+                            let c = inc(a);
+                            let d = add(b, c);
+                            let e = inc(d);
+                            let f = inc(d);
+                            let g = add(e, f);
+                            let h = inc(g);
+                            let i = inc(g);
+                            let j = add(h, i);
+                            j
+                        }
+                        .run_on(rt)
+                        .unwrap();
+                    }
+                    black_box(acc);
+                });
+                runs * 10
+            }),
+        ],
+    );
+}
+
+/// Peak resident memory of the million-task fan-out, in MiB (Linux), measured alone.
+fn fan_memory(rt: &Runtime) {
+    let read_peak = || -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace()
+            .nth(1)?
+            .parse::<f64>()
+            .ok()
+            .map(|kb| kb / 1024.0)
+    };
+    let reset_peak = || std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let n = sized(1_000_000);
+    let (Some(_), true) = (read_peak(), reset_peak()) else {
+        println!("fan-out memory: peak RSS not available on this system");
+        return;
+    };
+    let before = read_peak().unwrap_or(0.0);
+    rt.install(|| {
+        let root = spawn(|| work(0));
+        let leaves: Vec<Handle<u64>> = (0..n as u64)
+            .map(|i| spawn_with(&root, move |r: &u64| work(r ^ i)))
+            .collect();
+        let sink = spawn_with(leaves, |xs: Vec<u64>| xs.len());
+        black_box(sink.fetch().unwrap());
+    });
+    let after = read_peak().unwrap_or(0.0);
+    println!(
+        "fan-out 1->{n}->1 peak memory: {:.1} MiB above the {before:.1} MiB before ({:.0} bytes per task)",
+        after - before,
+        (after - before) * 1024.0 * 1024.0 / n as f64
+    );
+}
+
+fn main() {
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let shapes: [(&str, fn(usize, usize, &Runtime, &ThreadPool)); 6] = [
+        ("chain", chain),
+        ("wavefront", wavefront),
+        ("fan", fan),
+        ("tree", tree),
+        ("fibonacci", fibonacci),
+        ("static", static_dag),
+    ];
+    for threads in [1, 2] {
+        let rt = Runtime::builder().threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        if threads == 1 && only.as_deref().is_none_or(|o| o == "memory") {
+            fan_memory(&rt);
+        }
+        for (name, shape) in shapes {
+            if only.as_deref().is_none_or(|o| o == name) {
+                shape(threads, rounds, &rt, &pool);
+            }
+        }
+    }
+}

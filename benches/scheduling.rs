@@ -440,13 +440,16 @@ fn fan_memory(rt: &Runtime) {
     );
 }
 
+/// One workload: (threads, rounds, dagger runtime, plain rayon pool).
+type Shape = fn(usize, usize, &Runtime, &ThreadPool);
+
 fn main() {
     let rounds = std::env::var("ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let shapes: [(&str, fn(usize, usize, &Runtime, &ThreadPool)); 6] = [
+    let shapes: [(&str, Shape); 6] = [
         ("chain", chain),
         ("wavefront", wavefront),
         ("fan", fan),

@@ -300,6 +300,7 @@
 #![warn(missing_docs)]
 
 pub use dagger_core::observe;
+pub use dagger_core::{datadeps, Accesses, Data, DataAccess, Read, Region, Write};
 pub use dagger_core::{
     default_runtime, find_task, registry, Access, AccessMode, BoxError, BoxedBody, Dag, Edge,
     Error, Graph, Hazard, Location, Node, NodeKind, Param, Runtime, RuntimeBuilder, Schedule, Task,

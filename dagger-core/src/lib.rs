@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod dag;
+mod datadeps;
 mod error;
 mod execute;
 mod graph;
@@ -15,6 +16,7 @@ mod spawn;
 mod task;
 
 pub use dag::{BoxedBody, Dag};
+pub use datadeps::{datadeps, Accesses, Data, DataAccess, Read, Region, Write};
 pub use error::{BoxError, Error};
 pub use graph::{Access, AccessMode, Edge, Graph, Hazard, Node, NodeKind, Schedule};
 pub use observe::env::TRACE_ENV;

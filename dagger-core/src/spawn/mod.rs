@@ -10,16 +10,18 @@ use std::sync::Arc;
 
 pub use handle::Handle;
 pub use inputs::{AllByRef, AllByValue, ByRef, ByValue, Input, IntoInput};
-pub(crate) use task::Header;
+pub(crate) use task::AnyTask;
+pub use task::Header;
 
 use crate::error::{BoxError, Error};
 use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
 use crate::task::Location;
-use task::{Job, Task, TaskInfo};
+pub(crate) use task::TaskInfo;
+use task::{Job, Task};
 
 /// The runtime that `spawn` uses here: the one whose worker this thread is (inside a
 /// task, a `dag!` node or `Runtime::install`), or else the default runtime.
-fn current() -> Result<Arc<Shared>, Error> {
+pub(crate) fn current() -> Result<Arc<Shared>, Error> {
     match current_runtime() {
         Some(shared) => Ok(shared),
         None => Ok(default_runtime()?.shared().clone()),
@@ -155,9 +157,41 @@ where
     }
 }
 
+/// Waits for any task and returns its failure, if it failed.
+pub(crate) fn wait_any(task: &dyn AnyTask) -> Result<(), Error> {
+    handle::wait_for(task.header());
+    match task.header().failure() {
+        Some(error) => Err(error.clone()),
+        None => Ok(()),
+    }
+}
+
+/// Spawns a type-erased body that runs after `after` (for regions).
+pub(crate) fn spawn_job<R: Send + Sync + 'static>(
+    shared: Arc<Shared>,
+    info: TaskInfo,
+    after: Vec<Arc<dyn AnyTask>>,
+    body: Box<dyn FnOnce() -> R + Send>,
+) -> Handle<R> {
+    struct After<R> {
+        after: Vec<Arc<dyn AnyTask>>,
+        body: Box<dyn FnOnce() -> R + Send>,
+    }
+    impl<R> Job<R> for After<R> {
+        fn run(self) -> Result<R, Error> {
+            drop(self.after);
+            Ok((self.body)())
+        }
+        fn inputs(&self, each: &mut dyn FnMut(&Header)) {
+            self.after.iter().for_each(|t| each(t.header()))
+        }
+    }
+    spawn_on(shared, info, After { after, body })
+}
+
 /// A short name for a closure or function: its type's path without generics or closure
 /// markers (`my_crate::load`, `my_crate::main`).
-fn name_of<F>() -> &'static str {
+pub(crate) fn name_of<F>() -> &'static str {
     let full = std::any::type_name::<F>();
     let base = full.split('<').next().unwrap_or(full);
     base.strip_suffix("::{{closure}}")
@@ -165,15 +199,15 @@ fn name_of<F>() -> &'static str {
         .trim_end_matches("::{{closure}}")
 }
 
-fn info<F>(location: &'static std::panic::Location<'static>) -> TaskInfo {
+pub(crate) fn info<F>(location: &'static std::panic::Location<'static>) -> TaskInfo {
     TaskInfo {
         name: name_of::<F>,
         location: Location::__new(location.file(), location.line(), location.column()),
     }
 }
 
-/// A handle that already failed (the runtime could not be reached).
-fn failed_handle<T: Send + Sync + 'static>(info: TaskInfo, error: Error) -> Handle<T> {
+/// A handle that already failed (the runtime could not be reached, or bad input).
+pub(crate) fn failed_handle<T: Send + Sync + 'static>(info: TaskInfo, error: Error) -> Handle<T> {
     Handle {
         task: task::Failed::new(info, error),
     }
@@ -247,9 +281,9 @@ where
 /// runtime) and returns its handle at once.
 ///
 /// ```
-/// let h = dagger::spawn(|| 6 * 7);
+/// let h = dagger_core::spawn(|| 6 * 7);
 /// assert_eq!(h.fetch()?, 42);
-/// # Ok::<(), dagger::Error>(())
+/// # Ok::<(), dagger_core::Error>(())
 /// ```
 #[track_caller]
 pub fn spawn<T, F>(f: F) -> Handle<T>
@@ -265,11 +299,11 @@ where
 /// several inputs go in a tuple.
 ///
 /// ```
-/// let a = dagger::spawn(|| vec![1, 2, 3]);
-/// let b = dagger::spawn(|| 10);
-/// let sum = dagger::spawn_with((&a, b), |a: &Vec<i32>, b: i32| a.iter().sum::<i32>() + b);
+/// let a = dagger_core::spawn(|| vec![1, 2, 3]);
+/// let b = dagger_core::spawn(|| 10);
+/// let sum = dagger_core::spawn_with((&a, b), |a: &Vec<i32>, b: i32| a.iter().sum::<i32>() + b);
 /// assert_eq!(sum.fetch()?, 16);
-/// # Ok::<(), dagger::Error>(())
+/// # Ok::<(), dagger_core::Error>(())
 /// ```
 #[track_caller]
 pub fn spawn_with<I, F, T>(inputs: I, f: F) -> Handle<T>

@@ -192,9 +192,13 @@ pub(crate) trait Runnable: Send + Sync {
     fn shared(&self) -> &Arc<Shared>;
 }
 
-/// What a handle sees of a task.
-pub(crate) trait Completion<T>: Send + Sync {
+/// Any task, whatever its value type: enough to wait for it and see how it ended.
+pub(crate) trait AnyTask: Send + Sync {
     fn header(&self) -> &Header;
+}
+
+/// What a handle sees of a task.
+pub(crate) trait Completion<T>: AnyTask {
     /// The value. Read only after `header().is_done()`; taken only through a unique `Arc`.
     fn value(&self) -> &UnsafeCell<Option<T>>;
     /// Cancels the task if it has not started; returns whether it did.
@@ -329,11 +333,13 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
     }
 }
 
-impl<T: Send + Sync + 'static, J: Job<T> + 'static> Completion<T> for Task<T, J> {
+impl<T: Send + Sync + 'static, J: Job<T> + 'static> AnyTask for Task<T, J> {
     fn header(&self) -> &Header {
         &self.header
     }
+}
 
+impl<T: Send + Sync + 'static, J: Job<T> + 'static> Completion<T> for Task<T, J> {
     fn value(&self) -> &UnsafeCell<Option<T>> {
         &self.value
     }
@@ -402,10 +408,13 @@ impl<T: Send + Sync + 'static> Failed<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> Completion<T> for Failed<T> {
+impl<T: Send + Sync + 'static> AnyTask for Failed<T> {
     fn header(&self) -> &Header {
         &self.header
     }
+}
+
+impl<T: Send + Sync + 'static> Completion<T> for Failed<T> {
     fn value(&self) -> &UnsafeCell<Option<T>> {
         &self.value
     }

@@ -1,0 +1,306 @@
+//! Data-dependency regions (Dagger's Datadeps): tasks declare how they access shared data
+//! objects (read or write), and the region orders them so that the result is that of
+//! running the tasks one after another in program order: a reader waits for the last
+//! writer, a writer waits for the readers since the last writer (or for that writer).
+//! Tasks with no conflict run in parallel. The region waits for every task before it
+//! returns, which is what lets tasks borrow the data objects.
+//!
+//! ```
+//! let mut a = vec![1.0_f64; 4];
+//! let mut b = vec![0.0_f64; 4];
+//! let mut total = 0.0;
+//! dagger_core::datadeps(|r| {
+//!     let (a, b, total) = (r.data(&mut a), r.data(&mut b), r.data(&mut total));
+//!     r.spawn(a.write(), |a: &mut Vec<f64>| a.iter_mut().for_each(|x| *x *= 2.0));
+//!     r.spawn((a.read(), b.write()), |a: &Vec<f64>, b: &mut Vec<f64>| b.copy_from_slice(a));
+//!     r.spawn((b.read(), total.write()), |b: &Vec<f64>, t: &mut f64| *t = b.iter().sum());
+//! })?;
+//! assert_eq!(total, 8.0);
+//! # Ok::<(), dagger_core::Error>(())
+//! ```
+
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use crate::error::Error;
+use crate::runtime::Shared;
+use crate::spawn::{failed_handle, info, spawn_job, wait_any, AnyTask, Handle};
+
+/// A region in which tasks access data objects with declared modes.
+pub struct Region<'scope, 'env: 'scope> {
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    _scope: PhantomData<&'scope mut &'env ()>,
+}
+
+#[derive(Default)]
+struct State {
+    objects: Vec<ObjectState>,
+    tasks: Vec<Arc<dyn AnyTask>>,
+}
+
+#[derive(Default)]
+struct ObjectState {
+    writer: Option<Arc<dyn AnyTask>>,
+    readers: Vec<Arc<dyn AnyTask>>,
+}
+
+/// A data object of a region: borrowed for the whole region, accessed by tasks through
+/// [`read`](Data::read) and [`write`](Data::write).
+pub struct Data<'scope, T> {
+    id: usize,
+    ptr: *mut T,
+    _scope: PhantomData<&'scope mut T>,
+}
+
+impl<T> Clone for Data<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Data<'_, T> {}
+
+// SAFETY: a `Data` is a pointer to a `T: Send + Sync` that is only dereferenced by region
+// tasks, in the order the region enforces.
+unsafe impl<T: Send + Sync + 'static> Send for Data<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync + 'static> Sync for Data<'_, T> {}
+
+impl<'scope, T: Send + Sync + 'static> Data<'scope, T> {
+    /// Shared access: the task receives `&T`.
+    pub fn read(self) -> Read<'scope, T> {
+        Read(self)
+    }
+    /// Exclusive access: the task receives `&mut T`.
+    pub fn write(self) -> Write<'scope, T> {
+        Write(self)
+    }
+}
+
+/// A declared read of a data object.
+pub struct Read<'scope, T>(Data<'scope, T>);
+/// A declared write of a data object.
+pub struct Write<'scope, T>(Data<'scope, T>);
+
+/// One declared access of a data object, as a task uses it.
+pub trait DataAccess: Send {
+    /// What the task receives.
+    type Arg<'a>;
+    #[doc(hidden)]
+    fn object(&self) -> (usize, bool);
+    #[doc(hidden)]
+    fn erase(self) -> ErasedAccess;
+    /// # Safety
+    /// The region's ordering must give this task the declared access right now.
+    #[doc(hidden)]
+    unsafe fn arg<'a>(ptr: *mut ()) -> Self::Arg<'a>;
+}
+
+#[doc(hidden)]
+pub struct ErasedAccess(*mut ());
+
+// SAFETY: it points to a `T: Send + Sync` data object, only dereferenced by the task it
+// was made for, when the region's ordering gives that task its declared access.
+unsafe impl Send for ErasedAccess {}
+
+impl<T: Send + Sync + 'static> DataAccess for Read<'_, T> {
+    type Arg<'a> = &'a T;
+    fn object(&self) -> (usize, bool) {
+        (self.0.id, false)
+    }
+    fn erase(self) -> ErasedAccess {
+        ErasedAccess(self.0.ptr.cast())
+    }
+    unsafe fn arg<'a>(ptr: *mut ()) -> &'a T {
+        // SAFETY: the caller guarantees shared access; the pointer came from `&mut T`.
+        unsafe { &*ptr.cast::<T>() }
+    }
+}
+
+impl<T: Send + Sync + 'static> DataAccess for Write<'_, T> {
+    type Arg<'a> = &'a mut T;
+    fn object(&self) -> (usize, bool) {
+        (self.0.id, true)
+    }
+    fn erase(self) -> ErasedAccess {
+        ErasedAccess(self.0.ptr.cast())
+    }
+    unsafe fn arg<'a>(ptr: *mut ()) -> &'a mut T {
+        // SAFETY: the caller guarantees exclusive access; the pointer came from `&mut T`.
+        unsafe { &mut *ptr.cast::<T>() }
+    }
+}
+
+/// The accesses of one task: one [`DataAccess`] or a tuple of them, and how to call the task.
+pub trait Accesses<F, R>: Send {
+    #[doc(hidden)]
+    fn objects(&self) -> Vec<(usize, bool)>;
+    #[doc(hidden)]
+    fn erase(self) -> Vec<ErasedAccess>;
+    /// # Safety
+    /// The region's ordering must give the task every declared access right now.
+    #[doc(hidden)]
+    unsafe fn call(pointers: Vec<ErasedAccess>, f: F) -> R;
+}
+
+macro_rules! tuple_accesses {
+    ($($name:ident $index:tt)*) => {
+        impl<F, R, $($name: DataAccess),*> Accesses<F, R> for ($($name,)*)
+        where
+            F: for<'a> FnOnce($($name::Arg<'a>),*) -> R,
+        {
+            fn objects(&self) -> Vec<(usize, bool)> {
+                vec![$(self.$index.object()),*]
+            }
+            fn erase(self) -> Vec<ErasedAccess> {
+                vec![$(self.$index.erase()),*]
+            }
+            #[allow(unused_mut, unused_variables)]
+            unsafe fn call(pointers: Vec<ErasedAccess>, f: F) -> R {
+                let mut pointers = pointers.into_iter();
+                // SAFETY: the caller's obligation; one pointer per access, in order.
+                unsafe { f($($name::arg(pointers.next().expect("one pointer per access").0)),*) }
+            }
+        }
+    };
+}
+
+tuple_accesses!(A 0);
+tuple_accesses!(A 0 B 1);
+tuple_accesses!(A 0 B 1 C 2);
+tuple_accesses!(A 0 B 1 C 2 D 3);
+tuple_accesses!(A 0 B 1 C 2 D 3 E 4);
+tuple_accesses!(A 0 B 1 C 2 D 3 E 4 G 5);
+
+macro_rules! single_access {
+    ($($ty:ident),*) => {$(
+        impl<'s, T: Send + Sync + 'static, F, R> Accesses<F, R> for $ty<'s, T>
+        where
+            F: for<'a> FnOnce(<$ty<'s, T> as DataAccess>::Arg<'a>) -> R,
+        {
+            fn objects(&self) -> Vec<(usize, bool)> {
+                vec![self.object()]
+            }
+            fn erase(self) -> Vec<ErasedAccess> {
+                vec![DataAccess::erase(self)]
+            }
+            unsafe fn call(pointers: Vec<ErasedAccess>, f: F) -> R {
+                // SAFETY: the caller's obligation; one pointer for the one access.
+                unsafe { f(<$ty<'s, T> as DataAccess>::arg(pointers[0].0)) }
+            }
+        }
+    )*};
+}
+
+single_access!(Read, Write);
+
+impl<'scope, 'env> Region<'scope, 'env> {
+    /// Registers a data object for the rest of the region.
+    pub fn data<T: Send + Sync + 'static>(&'scope self, value: &'env mut T) -> Data<'scope, T> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.objects.push(ObjectState::default());
+        Data {
+            id: state.objects.len() - 1,
+            ptr: value,
+            _scope: PhantomData,
+        }
+    }
+
+    /// Spawns a task with declared accesses; it runs once every earlier task it conflicts
+    /// with has finished. Returns its handle (the region also waits for it).
+    #[track_caller]
+    pub fn spawn<A, F, R>(&'scope self, accesses: A, f: F) -> Handle<R>
+    where
+        A: Accesses<F, R>,
+        F: Send + 'scope,
+        R: Send + Sync + 'static,
+    {
+        let info = info::<F>(std::panic::Location::caller());
+        let objects = accesses.objects();
+        for (i, (id, writes)) in objects.iter().enumerate() {
+            if objects[..i]
+                .iter()
+                .any(|(other, w)| other == id && (*w || *writes))
+            {
+                return failed_handle(
+                    info,
+                    Error::Config(format!(
+                        "a region task declares data object #{id} twice with a write; one access per object and task"
+                    )),
+                );
+            }
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut after: Vec<Arc<dyn AnyTask>> = Vec::new();
+        for &(id, writes) in &objects {
+            let object = &state.objects[id];
+            if writes {
+                if object.readers.is_empty() {
+                    after.extend(object.writer.iter().cloned());
+                } else {
+                    after.extend(object.readers.iter().cloned());
+                }
+            } else {
+                after.extend(object.writer.iter().cloned());
+            }
+        }
+        let pointers = accesses.erase();
+        let body = move || -> R {
+            // SAFETY: this task runs after every earlier conflicting task (its inputs), and
+            // later conflicting tasks wait for it, so its declared accesses are exclusive
+            // where they write and shared where they read.
+            unsafe { A::call(pointers, f) }
+        };
+        let body: Box<dyn FnOnce() -> R + Send + 'scope> = Box::new(body);
+        // SAFETY: the region waits for every task it spawned before `datadeps` returns
+        // (also when the region's closure panics), so nothing the task borrows for
+        // 'scope is used after 'scope ends.
+        let body: Box<dyn FnOnce() -> R + Send + 'static> = unsafe { std::mem::transmute(body) };
+        let handle = spawn_job(self.shared.clone(), info, after, body);
+        let done: Arc<dyn AnyTask> = handle.task.clone();
+        for &(id, writes) in &objects {
+            let object = &mut state.objects[id];
+            if writes {
+                object.readers.clear();
+                object.writer = Some(done.clone());
+            } else {
+                object.readers.push(done.clone());
+            }
+        }
+        state.tasks.push(done);
+        handle
+    }
+}
+
+/// Runs `f` with a data-dependency region on the current runtime (the one of this worker,
+/// or the default), waits for every task spawned in it, and returns `f`'s result, or the
+/// first task failure.
+pub fn datadeps<'env, F, R>(f: F) -> Result<R, Error>
+where
+    F: for<'scope> FnOnce(&'scope Region<'scope, 'env>) -> R,
+{
+    let shared = crate::spawn::current()?;
+    let region = Region {
+        shared,
+        state: Mutex::new(State::default()),
+        _scope: PhantomData,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(&region)));
+    // Wait for every task, whatever happened, before the borrows end.
+    let tasks = std::mem::take(&mut region.state.lock().unwrap_or_else(|e| e.into_inner()).tasks);
+    let mut first_failure = None;
+    for task in &tasks {
+        if let Err(error) = wait_any(&**task) {
+            first_failure.get_or_insert(error);
+        }
+    }
+    match outcome {
+        Err(payload) => resume_unwind(payload),
+        Ok(value) => match first_failure {
+            Some(error) => Err(error),
+            None => Ok(value),
+        },
+    }
+}

@@ -1,0 +1,166 @@
+//! Data-dependency regions: the result equals the sequential program; readers of one
+//! object run at the same time; failures and misuse are reported.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Barrier;
+
+use common::{jitter, runtime, watchdog};
+use dagger::prelude::*;
+
+fn mix(a: u64, b: u64) -> u64 {
+    (a ^ b.rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29)
+}
+
+/// Random programs over 6 objects: each task reads up to two objects and writes one
+/// (a hash of what it read and the old value); run sequentially and in a region.
+#[test]
+fn random_programs_match_the_sequential_order() {
+    watchdog(120, || {
+        let mut seed = 0x9E37_79B9u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for threads in [1, 2, 4] {
+            let rt = runtime(threads);
+            for _ in 0..8 {
+                let steps: Vec<(usize, usize, usize)> = (0..400)
+                    .map(|_| (rand(6) as usize, rand(6) as usize, rand(6) as usize))
+                    .collect();
+                let mut expected: Vec<u64> = (0..6).collect();
+                for (i, &(w, r1, r2)) in steps.iter().enumerate() {
+                    let (a, b) = (expected[r1], expected[r2]);
+                    if r1 == w || r2 == w {
+                        expected[w] = mix(expected[w], i as u64);
+                    } else {
+                        expected[w] = mix(mix(expected[w], a), mix(b, i as u64));
+                    }
+                }
+                let mut objects: Vec<u64> = (0..6).collect();
+                rt.install(|| {
+                    let [o0, o1, o2, o3, o4, o5] = &mut objects[..] else {
+                        unreachable!()
+                    };
+                    dagger::datadeps(|r| {
+                        let d = [
+                            r.data(o0),
+                            r.data(o1),
+                            r.data(o2),
+                            r.data(o3),
+                            r.data(o4),
+                            r.data(o5),
+                        ];
+                        for (i, &(w, r1, r2)) in steps.iter().enumerate() {
+                            let i = i as u64;
+                            if r1 == w || r2 == w {
+                                r.spawn(d[w].write(), move |x: &mut u64| {
+                                    jitter(i);
+                                    *x = mix(*x, i)
+                                });
+                            } else {
+                                r.spawn(
+                                    (d[w].write(), d[r1].read(), d[r2].read()),
+                                    move |x: &mut u64, a: &u64, b: &u64| {
+                                        jitter(i);
+                                        *x = mix(mix(*x, *a), mix(*b, i))
+                                    },
+                                );
+                            }
+                        }
+                    })
+                    .unwrap();
+                });
+                assert_eq!(objects, expected, "{threads} threads");
+            }
+        }
+    });
+}
+
+#[test]
+fn readers_of_one_object_run_at_the_same_time() {
+    watchdog(20, || {
+        let rt = runtime(2);
+        let barrier = Barrier::new(2);
+        let mut data = vec![1u32, 2, 3];
+        let sums = rt.install(|| {
+            dagger::datadeps(|r| {
+                let d = r.data(&mut data);
+                let b = &barrier;
+                let x = r.spawn(d.read(), move |v: &Vec<u32>| {
+                    b.wait();
+                    v.iter().sum::<u32>()
+                });
+                let y = r.spawn(d.read(), move |v: &Vec<u32>| {
+                    b.wait();
+                    v.len() as u32
+                });
+                (x, y)
+            })
+            .unwrap()
+        });
+        assert_eq!((sums.0.fetch().unwrap(), sums.1.fetch().unwrap()), (6, 3));
+        data.push(4); // the borrow ended with the region
+    });
+}
+
+#[test]
+fn a_failed_task_fails_the_region_and_its_dependents_do_not_run() {
+    watchdog(20, || {
+        let ran_after = AtomicUsize::new(0);
+        let mut a = 0u32;
+        let mut b = 0u32;
+        let err = dagger::datadeps(|r| {
+            let (da, db) = (r.data(&mut a), r.data(&mut b));
+            r.spawn(da.write(), |_: &mut u32| panic!("broken tile"));
+            r.spawn((da.read(), db.write()), |_: &u32, _: &mut u32| {
+                ran_after.fetch_add(1, Ordering::SeqCst);
+            });
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("broken tile"), "{err}");
+        assert_eq!(ran_after.load(Ordering::SeqCst), 0);
+    });
+}
+
+#[test]
+fn declaring_one_object_twice_with_a_write_is_an_error() {
+    let mut a = 0u32;
+    let err = dagger::datadeps(|r| {
+        let d = r.data(&mut a);
+        r.spawn((d.write(), d.read()), |_: &mut u32, _: &u32| ())
+            .wait()
+    })
+    .unwrap()
+    .unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+}
+
+#[test]
+fn the_region_waits_even_when_its_closure_panics() {
+    let finished = AtomicUsize::new(0);
+    let mut x = 0u64;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = dagger::datadeps(|r| {
+            let d = r.data(&mut x);
+            r.spawn(d.write(), |x: &mut u64| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                *x = 7;
+                finished.fetch_add(1, Ordering::SeqCst);
+            });
+            panic!("the region's own code fails");
+        });
+    }));
+    assert!(outcome.is_err());
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the task finished before the region returned"
+    );
+    assert_eq!(x, 7);
+}

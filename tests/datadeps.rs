@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
 use common::{jitter, runtime, watchdog};
-use dagger::prelude::*;
 
 fn mix(a: u64, b: u64) -> u64 {
     (a ^ b.rotate_left(17))

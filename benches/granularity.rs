@@ -1,0 +1,215 @@
+//! Granularity (Task Bench's METG, BENCHMARKS.md): the smallest task duration at which a
+//! system still reaches 50% of the machine's peak useful work. A compute-bound kernel
+//! (a chain of FMAs) is swept from large to tiny over two graphs:
+//! - stencil_1d: width = threads, 1000 steps; a task depends on columns i-1, i, i+1 of
+//!   the previous step;
+//! - nearest neighbour: radix 5, width = 8 x threads, 1000 steps.
+//!
+//! Efficiency = (tasks x kernel time measured alone) / (wall time x threads).
+//!
+//! `cargo bench --bench granularity` (env: STEPS, default 1000)
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use dagger::prelude::*;
+use rayon::ThreadPool;
+
+/// `iterations` dependent FMAs.
+#[inline(never)]
+fn kernel(iterations: u64, seed: f64) -> f64 {
+    let mut x = seed;
+    for _ in 0..iterations {
+        x = x.mul_add(0.999_999_9, 1e-9);
+    }
+    black_box(x)
+}
+
+struct Graph {
+    width: usize,
+    steps: usize,
+    radix: usize,
+}
+
+impl Graph {
+    fn inputs(&self, column: usize) -> impl Iterator<Item = usize> + '_ {
+        let half = (self.radix / 2) as isize;
+        (-half..=half)
+            .map(move |d| column as isize + d)
+            .filter(move |&c| c >= 0 && (c as usize) < self.width)
+            .map(|c| c as usize)
+    }
+    fn tasks(&self) -> usize {
+        self.width * self.steps
+    }
+}
+
+fn floor(pool: &ThreadPool, g: &Graph, iterations: u64) {
+    let n = g.tasks();
+    let mut succ: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut preds = vec![0u32; n];
+    for t in 1..g.steps {
+        for c in 0..g.width {
+            for p in g.inputs(c) {
+                succ[(t - 1) * g.width + p].push((t * g.width + c) as u32);
+                preds[t * g.width + c] += 1;
+            }
+        }
+    }
+    let counters: Vec<AtomicU32> = preds.iter().map(|&p| AtomicU32::new(p)).collect();
+    fn go<'s>(
+        s: &rayon::Scope<'s>,
+        succ: &'s [Vec<u32>],
+        c: &'s [AtomicU32],
+        mut i: usize,
+        k: u64,
+    ) {
+        loop {
+            kernel(k, i as f64);
+            let mut next = None;
+            for &j in &succ[i] {
+                if c[j as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if next.is_none() {
+                        next = Some(j as usize);
+                    } else {
+                        s.spawn(move |s| go(s, succ, c, j as usize, k));
+                    }
+                }
+            }
+            match next {
+                Some(j) => i = j,
+                None => return,
+            }
+        }
+    }
+    pool.install(|| {
+        rayon::in_place_scope(|s| {
+            for i in 0..g.width {
+                let (succ, c) = (&succ, &counters);
+                s.spawn(move |s| go(s, succ, c, i, iterations));
+            }
+        })
+    });
+}
+
+fn dagger_spawn(rt: &Runtime, g: &Graph, iterations: u64) {
+    rt.install(|| {
+        let mut row: Vec<Handle<f64>> = (0..g.width)
+            .map(|c| spawn(move || kernel(iterations, c as f64)))
+            .collect();
+        for _ in 1..g.steps {
+            row = (0..g.width)
+                .map(|c| {
+                    let inputs: Vec<Handle<f64>> = g.inputs(c).map(|p| row[p].clone()).collect();
+                    spawn_with(inputs, move |xs: Vec<f64>| kernel(iterations, xs[0]))
+                })
+                .collect();
+        }
+        for h in row {
+            black_box(h.fetch().unwrap());
+        }
+    });
+}
+
+/// Nanoseconds of one kernel call, measured alone on this thread.
+fn kernel_ns(iterations: u64) -> f64 {
+    let reps = (2_000_000 / iterations.max(1)).clamp(50, 200_000);
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        for i in 0..reps {
+            kernel(iterations, i as f64);
+        }
+        best = best.min(start.elapsed().as_nanos() as f64 / reps as f64);
+    }
+    best
+}
+
+/// The task duration where efficiency crosses 50%, interpolated on a log scale.
+fn metg(points: &[(f64, f64)]) -> Option<f64> {
+    // points: (task ns, efficiency), from large tasks to small.
+    for w in points.windows(2) {
+        let ((d0, e0), (d1, e1)) = (w[0], w[1]);
+        if e0 >= 0.5 && e1 < 0.5 {
+            let t = (e0 - 0.5) / (e0 - e1);
+            return Some((d0.ln() + t * (d1.ln() - d0.ln())).exp());
+        }
+    }
+    match points.last() {
+        Some(&(d, e)) if e >= 0.5 => Some(d), // never crossed: at most the smallest tried
+        _ => None,
+    }
+}
+
+fn main() {
+    let steps: usize = std::env::var("STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    for threads in [1, 2] {
+        let rt = Runtime::builder().threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let graphs = [
+            (
+                "stencil_1d",
+                Graph {
+                    width: threads,
+                    steps,
+                    radix: 3,
+                },
+            ),
+            (
+                "nearest radix 5",
+                Graph {
+                    width: 8 * threads,
+                    steps,
+                    radix: 5,
+                },
+            ),
+        ];
+        for (name, graph) in &graphs {
+            let mut curves: [(&str, Vec<(f64, f64)>); 2] = [
+                ("floor (rayon)", Vec::new()),
+                ("dagger spawn_with", Vec::new()),
+            ];
+            let mut iterations = 1u64 << 15;
+            while iterations >= 4 {
+                let alone = kernel_ns(iterations);
+                let useful = graph.tasks() as f64 * alone;
+                for (system, curve) in curves.iter_mut() {
+                    let mut best = f64::MAX;
+                    for _ in 0..3 {
+                        let start = Instant::now();
+                        match *system {
+                            "floor (rayon)" => floor(&pool, graph, iterations),
+                            _ => dagger_spawn(&rt, graph, iterations),
+                        }
+                        best = best.min(start.elapsed().as_nanos() as f64);
+                    }
+                    curve.push((alone, useful / (best * threads as f64)));
+                }
+                iterations /= 2;
+            }
+            for (system, curve) in &curves {
+                let shown: Vec<String> = curve
+                    .iter()
+                    .map(|(d, e)| format!("{:.2}us:{:.0}%", d / 1e3, e * 100.0))
+                    .collect();
+                match metg(curve) {
+                    Some(ns) => println!(
+                        "METG(50%) {name:<16} threads={threads} {system:<18} {:>8.2} us",
+                        ns / 1e3
+                    ),
+                    None => println!(
+                        "METG(50%) {name:<16} threads={threads} {system:<18}   never reached 50%"
+                    ),
+                }
+                println!("    efficiency by task duration: {}", shown.join(" "));
+            }
+        }
+    }
+}

@@ -243,6 +243,67 @@
 //! # Ok::<(), dagger::Error>(())
 //! ```
 //!
+//! ## Dynamic tasks (Dagger's `@spawn`)
+//!
+//! [`spawn`] returns a [`Handle`] at once. Handles passed to [`spawn_with`] become
+//! dependencies: the task runs when they are ready and receives `&T` for `&handle`, `T`
+//! for `handle` (moved when it is the last handle), `Vec<&T>` / `Vec<T>` for a `Vec` of
+//! handles; several inputs go in a tuple. Tasks may spawn tasks, and a task that waits
+//! for another runs other work meanwhile, so recursion is fine:
+//!
+//! ```
+//! use dagger::prelude::*;
+//!
+//! fn fib(n: u64) -> u64 {
+//!     if n < 2 {
+//!         return n;
+//!     }
+//!     let a = spawn(move || fib(n - 1));
+//!     let b = fib(n - 2);
+//!     a.fetch().unwrap() + b
+//! }
+//!
+//! #[task]
+//! fn scale(xs: &Vec<f64>, k: f64) -> Vec<f64> { xs.iter().map(|x| x * k).collect() }
+//!
+//! let xs = spawn(|| vec![1.0, 2.0]);
+//! let k = spawn(|| 3.0);
+//! let ys = spawn_with((&xs, k), |xs, k| scale(xs, k));   // types inferred from the inputs
+//! assert_eq!(ys.fetch()?, [3.0, 6.0]);
+//! assert_eq!(fib(15), 610);
+//! # Ok::<(), dagger::Error>(())
+//! ```
+//!
+//! [`Handle::fetch`], [`Handle::fetch_ref`], [`Handle::wait`], [`Handle::is_ready`] and
+//! [`Handle::cancel`] (a task that has not started never runs; its dependents fail with
+//! [`Error::Cancelled`] as their root cause). A panic, or an `Err` from
+//! [`try_spawn_with`], fails the task, and every task that depends on it fails with
+//! [`Error::DependencyFailed`], whose [`Error::root_cause`] names the task that failed
+//! first and where it was spawned.
+//!
+//! ## Data-dependency regions (Dagger's Datadeps)
+//!
+//! In a [`datadeps`] region, tasks declare how they access shared data objects
+//! ([`Data::read`], [`Data::write`]); the region orders them as the program order
+//! requires and runs the rest in parallel, then waits for all of them:
+//!
+//! ```
+//! let mut tiles = vec![vec![1u64; 4]; 3];
+//! let mut sum = 0;
+//! let [t0, t1, t2] = &mut tiles[..] else { unreachable!() };
+//! dagger::datadeps(|r| {
+//!     let (t0, t1, t2, sum) = (r.data(t0), r.data(t1), r.data(t2), r.data(&mut sum));
+//!     for t in [t0, t1, t2] {
+//!         r.spawn(t.write(), |t: &mut Vec<u64>| t.iter_mut().for_each(|x| *x *= 2)); // in parallel
+//!     }
+//!     r.spawn((t0.read(), t1.read(), t2.read(), sum.write()), |a: &Vec<u64>, b: &Vec<u64>, c: &Vec<u64>, s: &mut u64| {
+//!         *s = a.iter().chain(b).chain(c).sum();                                   // after all three
+//!     });
+//! })?;
+//! assert_eq!(sum, 24);
+//! # Ok::<(), dagger::Error>(())
+//! ```
+//!
 //! ## Seeing what ran
 //!
 //! Observers sit beside execution: a [`observe::Observer`] attached to a runtime is told

@@ -484,3 +484,36 @@ mod tracing_spans {
         );
     }
 }
+
+#[test]
+fn spawned_tasks_are_observed_too() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let recorder = Recorder::new();
+        let _g = rt.observe(recorder.clone());
+        let a = rt.spawn(|| 2u64);
+        let b = rt.spawn_with(&a, |x: &u64| x * 3);
+        let bad = rt.spawn_with(&b, |_: &u64| -> u64 { panic!("observed failure") });
+        assert_eq!(b.fetch().unwrap(), 6);
+        assert!(bad.wait().is_err());
+        let trace = recorder.trace();
+        assert_eq!(trace.tasks().len(), 3, "two successes and one failure");
+        assert!(trace
+            .tasks()
+            .iter()
+            .all(|t| t.name.contains("spawned_tasks_are_observed_too")));
+        assert_eq!(
+            trace.tasks().iter().filter(|t| t.error.is_some()).count(),
+            1
+        );
+        let json: serde_json::Value = serde_json::from_str(&trace.to_chrome_json()).unwrap();
+        let tasks = json["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["cat"] == "task")
+            .count();
+        assert_eq!(tasks, 3);
+        roxmltree::Document::parse(&trace.to_svg_gantt().unwrap()).unwrap();
+    });
+}

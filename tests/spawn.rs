@@ -67,11 +67,20 @@ fn a_value_with_one_consumer_is_moved_not_cloned() {
         let rt = runtime(2);
         let clones = Arc::new(AtomicUsize::new(0));
         let c = clones.clone();
-        let mut h = rt.spawn(move || Counted(c));
+        // The chain is built before its first task may finish, so every consumer is
+        // waiting when its producer finishes: each value is then moved, never cloned.
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let mut h = rt.spawn(move || {
+            gate.recv().unwrap();
+            Counted(c)
+        });
         for _ in 0..100 {
             h = rt.spawn_with(h, |x: Counted| x);
         }
-        h.fetch().unwrap();
+        // The end of the chain reads the value by value too, and returns a plain number.
+        let end = rt.spawn_with(h, |x: Counted| x.0.load(Ordering::SeqCst));
+        go.send(()).unwrap();
+        end.fetch().unwrap();
         assert_eq!(clones.load(Ordering::SeqCst), 0, "moved along the chain");
 
         // With two consumers, one of them gets a clone.

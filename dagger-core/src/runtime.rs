@@ -32,6 +32,8 @@ pub(crate) fn current_runtime() -> Option<Arc<Shared>> {
 pub(crate) struct Shared {
     pub(crate) pool: rayon::ThreadPool,
     pub(crate) observers: ObserverSet,
+    /// The run id under which observers see this runtime's dynamic tasks.
+    pub(crate) dynamic_run: u64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -152,7 +154,11 @@ impl RuntimeBuilder {
         if let Some(recorder) = crate::observe::env::env_recorder() {
             observers.attach(recorder);
         }
-        let shared = Arc::new(Shared { pool, observers });
+        let shared = Arc::new(Shared {
+            pool,
+            observers,
+            dynamic_run: crate::observe::next_id(),
+        });
         let _ = slot.set(Arc::downgrade(&shared));
         Ok(Runtime { shared })
     }

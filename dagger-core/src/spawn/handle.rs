@@ -93,8 +93,9 @@ impl<T: Send + Sync + 'static> Handle<T> {
         Ok(unsafe { (*self.task.value().get()).as_ref() }.expect("a finished task has its value"))
     }
 
-    /// Blocks until the task has finished and returns its value: moved out when this is
-    /// the last handle, cloned otherwise.
+    /// Blocks until the task has finished and returns its value: moved out when nothing
+    /// else refers to the task any more (no other handle, no pending dependent, and the
+    /// task itself done releasing), cloned otherwise.
     pub fn fetch(self) -> Result<T, Error>
     where
         T: Clone,

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{panic_message, Error};
+use crate::observe::{next_id, TaskEnd, TaskStart, Timestamp, Worker};
 use crate::runtime::Shared;
 use crate::task::Location;
 
@@ -261,25 +262,45 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         task
     }
 
-    fn finish(&self, value: Option<T>) -> Option<Arc<dyn Runnable>> {
+    /// Stores the outcome and notifies every waiter. Returns the dependents that became
+    /// ready; the caller lets go of the task before scheduling them, so that a dependent
+    /// taking the value by value finds it unshared and moves it instead of cloning.
+    fn finish(&self, value: Option<T>) -> Ready {
         // SAFETY: this thread claimed the task, so it is the only writer, and no reader
         // looks before `DONE` is published below.
         unsafe { *self.value.get() = value };
         self.header.state.store(DONE, Ordering::Release);
         let failure = self.header.failure();
-        let mut next: Option<Arc<dyn Runnable>> = None;
+        let mut ready = Ready::default();
         self.header.close(|waiter| match waiter {
             Waiter::Task(dependent) => {
-                if let Some(ready) = dependent.input_done(failure) {
-                    match next {
-                        None => next = Some(ready),
-                        Some(_) => schedule(ready),
+                if let Some(task) = dependent.input_done(failure) {
+                    match ready.first {
+                        None => ready.first = Some(task),
+                        Some(_) => ready.rest.push(task),
                     }
                 }
             }
             Waiter::Thread(thread) => thread.unpark(),
         });
-        next
+        ready
+    }
+}
+
+/// Dependents that became ready when a task finished.
+#[derive(Default)]
+struct Ready {
+    /// Run next by the thread that finished the task.
+    first: Option<Arc<dyn Runnable>>,
+    /// Queued.
+    rest: Vec<Arc<dyn Runnable>>,
+}
+
+impl Ready {
+    /// Queues all but the first, which is returned.
+    fn dispatch(self) -> Option<Arc<dyn Runnable>> {
+        self.rest.into_iter().for_each(schedule);
+        self.first
     }
 }
 
@@ -305,9 +326,29 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
         if self.header.failure().is_some() {
             // An input failed: report it without running.
             drop(job);
-            return self.finish(None);
+            let ready = self.finish(None);
+            drop(self);
+            return ready.dispatch();
         }
         let info = self.header.info;
+        // Observers see dynamic tasks as nodes of their runtime's one dynamic run.
+        let observers = self.shared.observers.snapshot();
+        let observed = observers.as_ref().map(|observers| {
+            let worker = match self.shared.pool.current_thread_index() {
+                Some(n) => Worker::Thread(n),
+                None => Worker::Caller,
+            };
+            let start = TaskStart {
+                run: self.shared.dynamic_run,
+                node: next_id() as usize,
+                name: info.name(),
+                location: info.location,
+                worker,
+                time: Timestamp::now(),
+            };
+            observers.iter().for_each(|o| o.task_started(&start));
+            start
+        });
         let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
@@ -325,7 +366,24 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
                 None
             }
         };
-        self.finish(value)
+        if let (Some(observers), Some(start)) = (&observers, observed) {
+            let end = TaskEnd {
+                run: start.run,
+                node: start.node,
+                name: start.name,
+                location: start.location,
+                worker: start.worker,
+                start: start.time,
+                end: Timestamp::now(),
+                device: None,
+                bytes_moved: 0,
+                error: self.header.failure(),
+            };
+            observers.iter().for_each(|o| o.task_finished(&end));
+        }
+        let ready = self.finish(value);
+        drop(self);
+        ready.dispatch()
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -355,8 +413,10 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Completion<T> for Task<T, J>
             task: info.name(),
             location: info.location,
         });
-        if let Some(ready) = self.finish(None) {
-            schedule(ready);
+        let ready = self.finish(None);
+        drop(self);
+        if let Some(first) = ready.dispatch() {
+            schedule(first);
         }
         true
     }

@@ -9,10 +9,12 @@
 //!
 //! `cargo bench --bench granularity` (env: STEPS, default 1000)
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use common::{run_csr, Csr};
 use dagger::prelude::*;
 use rayon::ThreadPool;
 
@@ -46,50 +48,15 @@ impl Graph {
 }
 
 fn floor(pool: &ThreadPool, g: &Graph, iterations: u64) {
-    let n = g.tasks();
-    let mut succ: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut preds = vec![0u32; n];
-    for t in 1..g.steps {
-        for c in 0..g.width {
-            for p in g.inputs(c) {
-                succ[(t - 1) * g.width + p].push((t * g.width + c) as u32);
-                preds[t * g.width + c] += 1;
-            }
-        }
-    }
-    let counters: Vec<AtomicU32> = preds.iter().map(|&p| AtomicU32::new(p)).collect();
-    fn go<'s>(
-        s: &rayon::Scope<'s>,
-        succ: &'s [Vec<u32>],
-        c: &'s [AtomicU32],
-        mut i: usize,
-        k: u64,
-    ) {
-        loop {
-            kernel(k, i as f64);
-            let mut next = None;
-            for &j in &succ[i] {
-                if c[j as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    if next.is_none() {
-                        next = Some(j as usize);
-                    } else {
-                        s.spawn(move |s| go(s, succ, c, j as usize, k));
-                    }
-                }
-            }
-            match next {
-                Some(j) => i = j,
-                None => return,
-            }
-        }
-    }
-    pool.install(|| {
-        rayon::in_place_scope(|s| {
-            for i in 0..g.width {
-                let (succ, c) = (&succ, &counters);
-                s.spawn(move |s| go(s, succ, c, i, iterations));
-            }
+    let edges = (1..g.steps).flat_map(|t| {
+        (0..g.width).flat_map(move |c| {
+            g.inputs(c)
+                .map(move |p| (((t - 1) * g.width + p) as u32, (t * g.width + c) as u32))
         })
+    });
+    let csr = Csr::from_edges(g.tasks(), edges);
+    run_csr(pool, &csr, true, &|i| {
+        kernel(iterations, i as f64);
     });
 }
 

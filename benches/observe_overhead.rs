@@ -7,47 +7,19 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{contender, measure, report};
+use common::{contender, measure, report, ten_node_dag};
 use dagger::observe::{Observer, Recorder};
 use dagger::prelude::*;
 
-#[task]
-fn inc(x: u64) -> u64 {
-    black_box(x + 1)
-}
-
-#[task]
-fn add(a: u64, b: u64) -> u64 {
-    black_box(a + b)
-}
-
 const RUNS: u64 = 100_000;
 const NODES: u64 = 10;
-
-fn ten_nodes(rt: &Runtime, x: u64) -> u64 {
-    dag! {
-        let a = inc(x);
-        let b = inc(a);
-        let c = inc(a);
-        let d = add(b, c);
-        let e = inc(d);
-        let f = inc(d);
-        let g = add(e, f);
-        let h = inc(g);
-        let i = inc(g);
-        let j = add(h, i);
-        j
-    }
-    .run_on(rt)
-    .expect("graph")
-}
 
 /// The runs are issued from a worker (`install`), so each starts without a thread hand-off.
 fn runs(rt: &Runtime) -> u64 {
     rt.install(|| {
         let mut acc = 0;
         for x in 0..RUNS {
-            acc ^= ten_nodes(rt, x);
+            acc ^= ten_node_dag(rt, x);
         }
         black_box(acc);
     });

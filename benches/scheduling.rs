@@ -9,9 +9,9 @@
 mod common;
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{contender, measure, report, Contender};
+use common::{contender, measure, report, run_csr, ten_node_dag, Contender, Csr, TEN_NODE_EDGES};
 use dagger::prelude::*;
 use rayon::ThreadPool;
 
@@ -20,72 +20,11 @@ fn work(x: u64) -> u64 {
     black_box(x.wrapping_mul(31).wrapping_add(7))
 }
 
-/// A DAG in compressed rows, for the floor and the scope baselines.
-struct Csr {
-    predecessors: Vec<u32>,
-    offsets: Vec<u32>,
-    successors: Vec<u32>,
-}
-
-impl Csr {
-    fn from_edges(n: usize, edges: impl Iterator<Item = (u32, u32)>) -> Csr {
-        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let mut predecessors = vec![0u32; n];
-        for (from, to) in edges {
-            lists[from as usize].push(to);
-            predecessors[to as usize] += 1;
-        }
-        let mut offsets = vec![0u32];
-        for l in &lists {
-            offsets.push(offsets.last().unwrap() + l.len() as u32);
-        }
-        Csr {
-            predecessors,
-            offsets,
-            successors: lists.into_iter().flatten().collect(),
-        }
-    }
-    fn len(&self) -> u64 {
-        self.predecessors.len() as u64
-    }
-    fn successors(&self, n: usize) -> &[u32] {
-        &self.successors[self.offsets[n] as usize..self.offsets[n + 1] as usize]
-    }
-}
-
-/// Runs `g` on the pool: the floor (with `continuation`) or bare scope spawns (without).
-fn run_csr(pool: &ThreadPool, g: &Csr, continuation: bool) -> u64 {
-    let counters: Vec<AtomicU32> = g.predecessors.iter().map(|&p| AtomicU32::new(p)).collect();
-    fn go<'s>(s: &rayon::Scope<'s>, g: &'s Csr, c: &'s [AtomicU32], mut i: usize, cont: bool) {
-        loop {
-            work(i as u64);
-            let mut next = None;
-            for &j in g.successors(i) {
-                if c[j as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    if cont && next.is_none() {
-                        next = Some(j as usize);
-                    } else {
-                        s.spawn(move |s| go(s, g, c, j as usize, cont));
-                    }
-                }
-            }
-            match next {
-                Some(j) => i = j,
-                None => return,
-            }
-        }
-    }
-    pool.install(|| {
-        rayon::in_place_scope(|s| {
-            for (i, &p) in g.predecessors.iter().enumerate() {
-                if p == 0 {
-                    let c = &counters;
-                    s.spawn(move |s| go(s, g, c, i, continuation));
-                }
-            }
-        })
-    });
-    g.len()
+/// The floor (with `continuation`) or bare scope spawns (without) over `g`.
+fn run_graph(pool: &ThreadPool, g: &Csr, continuation: bool) -> u64 {
+    run_csr(pool, g, continuation, &|i| {
+        work(i as u64);
+    })
 }
 
 fn scale() -> f64 {
@@ -112,7 +51,7 @@ fn chain(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
         threads,
         rounds,
         &mut [
-            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
+            contender("floor (rayon, continuation)", || run_graph(pool, &g, true)),
             contender("rayon::scope spawn", || {
                 fn link(s: &rayon::Scope<'_>, i: u64, n: u64) {
                     work(i);
@@ -158,8 +97,8 @@ fn wavefront(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
         threads,
         rounds,
         &mut [
-            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
-            contender("rayon::scope spawn", || run_csr(pool, &g, false)),
+            contender("floor (rayon, continuation)", || run_graph(pool, &g, true)),
+            contender("rayon::scope spawn", || run_graph(pool, &g, false)),
             contender("dagger spawn_with", || {
                 rt.install(|| {
                     let mut above: Vec<Handle<u64>> = Vec::new();
@@ -199,7 +138,7 @@ fn fan(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
         threads,
         rounds,
         &mut [
-            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
+            contender("floor (rayon, continuation)", || run_graph(pool, &g, true)),
             contender("rayon::scope spawn", || {
                 let acc = AtomicU64::new(0);
                 pool.install(|| {
@@ -263,7 +202,7 @@ fn tree(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
         threads,
         rounds,
         &mut [
-            contender("floor (rayon, continuation)", || run_csr(pool, &g, true)),
+            contender("floor (rayon, continuation)", || run_graph(pool, &g, true)),
             contender("rayon::scope spawn", || {
                 pool.install(|| rayon::scope(|s| scope_tree(s, depth, 1)));
                 nodes
@@ -337,34 +276,9 @@ fn fibonacci(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
     );
 }
 
-#[task]
-fn inc(x: u64) -> u64 {
-    work(x)
-}
-
-#[task]
-fn add(a: u64, b: u64) -> u64 {
-    work(a ^ b)
-}
-
 fn static_dag(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
     let runs = sized(100_000) as u64;
-    // The same 10-node shape for the floor: a -> {b, c} -> d -> {e, f} -> g -> {h, i} -> j
-    let edges = [
-        (0, 1),
-        (0, 2),
-        (1, 3),
-        (2, 3),
-        (3, 4),
-        (3, 5),
-        (4, 6),
-        (5, 6),
-        (6, 7),
-        (6, 8),
-        (7, 9),
-        (8, 9),
-    ];
-    let g = Csr::from_edges(10, edges.into_iter());
+    let g = Csr::from_edges(10, TEN_NODE_EDGES.into_iter());
     bench(
         &format!("static dag! 10 nodes x {runs}"),
         threads,
@@ -373,7 +287,7 @@ fn static_dag(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
             contender("floor (rayon, continuation)", || {
                 pool.install(|| {
                     for _ in 0..runs {
-                        run_csr(pool, &g, true);
+                        run_graph(pool, &g, true);
                     }
                 });
                 runs * 10
@@ -382,21 +296,7 @@ fn static_dag(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
                 rt.install(|| {
                     let mut acc = 0;
                     for x in 0..runs {
-                        acc ^= dag! {
-                            let a = inc(x);
-                            let b = inc(a);
-                            let c = inc(a);
-                            let d = add(b, c);
-                            let e = inc(d);
-                            let f = inc(d);
-                            let g = add(e, f);
-                            let h = inc(g);
-                            let i = inc(g);
-                            let j = add(h, i);
-                            j
-                        }
-                        .run_on(rt)
-                        .unwrap();
+                        acc ^= ten_node_dag(rt, x);
                     }
                     black_box(acc);
                 });

@@ -6,26 +6,15 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
-use common::{jitter, runtime, watchdog};
-
-fn mix(a: u64, b: u64) -> u64 {
-    (a ^ b.rotate_left(17))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .rotate_left(29)
-}
+use common::{jitter, mix, runtime, watchdog, Rng};
 
 /// Random programs over 6 objects: each task reads up to two objects and writes one
 /// (a hash of what it read and the old value); run sequentially and in a region.
 #[test]
 fn random_programs_match_the_sequential_order() {
     watchdog(120, || {
-        let mut seed = 0x9E37_79B9u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = Rng::new(0x9E37_79B9u64);
+        let mut rand = move |n: u64| rng.below(n);
         for threads in [1, 2, 4] {
             let rt = runtime(threads);
             for _ in 0..8 {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{jitter, runtime, watchdog};
+use common::{jitter, mix, runtime, watchdog, Rng};
 use dagger::prelude::*;
 
 #[task]
@@ -187,24 +187,13 @@ fn a_late_dependent_of_a_failed_task_fails_too() {
     });
 }
 
-fn mix(a: u64, b: u64) -> u64 {
-    (a ^ b.rotate_left(17))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .rotate_left(29)
-}
-
 /// Random DAGs of thousands of tasks; each combines its inputs with a hash; compared
 /// with a sequential evaluation on 1, 2 and 4 threads.
 #[test]
 fn random_graphs_match_a_sequential_run() {
     watchdog(120, || {
-        let mut seed = 0x243F_6A88_85A3_08D3u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = Rng::new(0x243F_6A88_85A3_08D3u64);
+        let mut rand = move |n: u64| rng.below(n);
         for threads in [1, 2, 4] {
             let rt = runtime(threads);
             for _ in 0..4 {

@@ -2,7 +2,12 @@
 //! goes first, report median and best, and the ratio to the baseline on every line.
 #![allow(dead_code)]
 
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
+
+use dagger::prelude::*;
+use rayon::ThreadPool;
 
 /// A contender: a name and a closure that runs the workload once and returns how many
 /// tasks it ran.
@@ -59,4 +64,131 @@ pub fn report(
             median / base
         );
     }
+}
+
+/// A DAG in compressed rows, for the hand-written baselines.
+pub struct Csr {
+    pub predecessors: Vec<u32>,
+    offsets: Vec<u32>,
+    successors: Vec<u32>,
+}
+
+impl Csr {
+    pub fn from_edges(n: usize, edges: impl Iterator<Item = (u32, u32)>) -> Csr {
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut predecessors = vec![0u32; n];
+        for (from, to) in edges {
+            lists[from as usize].push(to);
+            predecessors[to as usize] += 1;
+        }
+        let mut offsets = vec![0u32];
+        for l in &lists {
+            offsets.push(offsets.last().unwrap() + l.len() as u32);
+        }
+        Csr {
+            predecessors,
+            offsets,
+            successors: lists.into_iter().flatten().collect(),
+        }
+    }
+    pub fn len(&self) -> u64 {
+        self.predecessors.len() as u64
+    }
+    fn successors(&self, n: usize) -> &[u32] {
+        &self.successors[self.offsets[n] as usize..self.offsets[n + 1] as usize]
+    }
+}
+
+/// Runs `g` on the pool with an atomic counter per task. With `continuation` (the
+/// floor), a finishing task runs one ready successor itself and spawns the rest; without
+/// (bare `rayon::scope` spawns), it spawns every ready successor. Returns the task count.
+pub fn run_csr<F: Fn(usize) + Sync>(
+    pool: &ThreadPool,
+    g: &Csr,
+    continuation: bool,
+    task: &F,
+) -> u64 {
+    let counters: Vec<AtomicU32> = g.predecessors.iter().map(|&p| AtomicU32::new(p)).collect();
+    fn go<'s, F: Fn(usize) + Sync>(
+        s: &rayon::Scope<'s>,
+        g: &'s Csr,
+        c: &'s [AtomicU32],
+        mut i: usize,
+        cont: bool,
+        task: &'s F,
+    ) {
+        loop {
+            task(i);
+            let mut next = None;
+            for &j in g.successors(i) {
+                if c[j as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if cont && next.is_none() {
+                        next = Some(j as usize);
+                    } else {
+                        s.spawn(move |s| go(s, g, c, j as usize, cont, task));
+                    }
+                }
+            }
+            match next {
+                Some(j) => i = j,
+                None => return,
+            }
+        }
+    }
+    pool.install(|| {
+        rayon::in_place_scope(|s| {
+            for (i, &p) in g.predecessors.iter().enumerate() {
+                if p == 0 {
+                    let c = &counters;
+                    s.spawn(move |s| go(s, g, c, i, continuation, task));
+                }
+            }
+        })
+    });
+    g.len()
+}
+
+#[task]
+fn inc(x: u64) -> u64 {
+    black_box(x.wrapping_mul(31).wrapping_add(7))
+}
+
+#[task]
+fn add(a: u64, b: u64) -> u64 {
+    black_box(a ^ b)
+}
+
+/// The edges of the 10-node graph that `ten_node_dag` runs.
+pub const TEN_NODE_EDGES: [(u32, u32); 12] = [
+    (0, 1),
+    (0, 2),
+    (1, 3),
+    (2, 3),
+    (3, 4),
+    (3, 5),
+    (4, 6),
+    (5, 6),
+    (6, 7),
+    (6, 8),
+    (7, 9),
+    (8, 9),
+];
+
+/// A 10-node `dag!`: a -> {b, c} -> d -> {e, f} -> g -> {h, i} -> j.
+pub fn ten_node_dag(rt: &Runtime, x: u64) -> u64 {
+    dag! {
+        let a = inc(x);
+        let b = inc(a);
+        let c = inc(a);
+        let d = add(b, c);
+        let e = inc(d);
+        let f = inc(d);
+        let g = add(e, f);
+        let h = inc(g);
+        let i = inc(g);
+        let j = add(h, i);
+        j
+    }
+    .run_on(rt)
+    .expect("graph")
 }

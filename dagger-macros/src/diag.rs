@@ -28,6 +28,16 @@ impl Errors {
     }
 }
 
+/// The span of the first token of `item` (on stable Rust spans cannot be joined, so
+/// this is where errors about a whole statement or expression point).
+pub(crate) fn first_span(item: &impl quote::ToTokens) -> Span {
+    item.to_token_stream()
+        .into_iter()
+        .next()
+        .map(|t| t.span())
+        .unwrap_or_else(Span::call_site)
+}
+
 /// Line and column (both from 1) where `span` starts; `(0, 0)` when unknown.
 pub(crate) fn line_column(span: Span) -> (u32, u32) {
     let start = span.start();

@@ -108,6 +108,24 @@ struct Call<I, F> {
     f: F,
 }
 
+impl<I, F> Call<I, Infallible<F>> {
+    fn infallible<Args: IntoInputs<Inputs = I>>(inputs: Args, f: F) -> Self {
+        Call {
+            inputs: inputs.into_inputs(),
+            f: Infallible(f),
+        }
+    }
+}
+
+impl<I, F, E> Call<I, Fallible<F, E>> {
+    fn fallible<Args: IntoInputs<Inputs = I>>(inputs: Args, f: F, info: TaskInfo) -> Self {
+        Call {
+            inputs: inputs.into_inputs(),
+            f: Fallible::new(f, info),
+        }
+    }
+}
+
 struct Infallible<F>(F);
 struct Fallible<F, E> {
     f: F,
@@ -234,14 +252,7 @@ impl Runtime {
         T: Send + Sync + 'static,
     {
         let info = info::<F>(std::panic::Location::caller());
-        spawn_on(
-            self.shared().clone(),
-            info,
-            Call {
-                inputs: inputs.into_inputs(),
-                f: Infallible(f),
-            },
-        )
+        launch(Ok(self.shared().clone()), info, Call::infallible(inputs, f))
     }
 
     /// Like [`spawn_with`](Runtime::spawn_with) for a closure that returns `Result`: an
@@ -256,13 +267,10 @@ impl Runtime {
         E: Into<BoxError> + 'static,
     {
         let info = info::<F>(std::panic::Location::caller());
-        spawn_on(
-            self.shared().clone(),
+        launch(
+            Ok(self.shared().clone()),
             info,
-            Call {
-                inputs: inputs.into_inputs(),
-                f: Fallible::new(f, info),
-            },
+            Call::fallible(inputs, f, info),
         )
     }
 }
@@ -274,6 +282,18 @@ where
 {
     Handle {
         task: Task::spawn(shared, info, job),
+    }
+}
+
+/// Spawns `job` on `runtime`, or returns a handle that failed with the reason there is none.
+fn launch<T, J>(runtime: Result<Arc<Shared>, Error>, info: TaskInfo, job: J) -> Handle<T>
+where
+    T: Send + Sync + 'static,
+    J: Job<T> + 'static,
+{
+    match runtime {
+        Ok(shared) => spawn_on(shared, info, job),
+        Err(error) => failed_handle(info, error),
     }
 }
 
@@ -314,17 +334,7 @@ where
     T: Send + Sync + 'static,
 {
     let info = info::<F>(std::panic::Location::caller());
-    match current() {
-        Ok(shared) => spawn_on(
-            shared,
-            info,
-            Call {
-                inputs: inputs.into_inputs(),
-                f: Infallible(f),
-            },
-        ),
-        Err(error) => failed_handle(info, error),
-    }
+    launch(current(), info, Call::infallible(inputs, f))
 }
 
 /// Like [`spawn_with`] for a closure that returns `Result`: an `Err` fails the task, and
@@ -339,15 +349,5 @@ where
     E: Into<BoxError> + 'static,
 {
     let info = info::<F>(std::panic::Location::caller());
-    match current() {
-        Ok(shared) => spawn_on(
-            shared,
-            info,
-            Call {
-                inputs: inputs.into_inputs(),
-                f: Fallible::new(f, info),
-            },
-        ),
-        Err(error) => failed_handle(info, error),
-    }
+    launch(current(), info, Call::fallible(inputs, f, info))
 }

@@ -7,7 +7,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Block, Expr, Ident, Local, Pat, Stmt};
 
-use crate::diag::{source_text, Errors};
+use crate::diag::{first_span, source_text, Errors};
 
 /// What a statement calls.
 pub(super) enum Kind {
@@ -98,14 +98,6 @@ fn statement(stmt: Stmt, errors: &mut Errors) -> Option<Statement> {
         span,
         source,
     })
-}
-
-fn first_span(stmt: &Stmt) -> Span {
-    stmt.to_token_stream()
-        .into_iter()
-        .next()
-        .map(|t| t.span())
-        .unwrap_or_else(Span::call_site)
 }
 
 fn loop_kind(expr: &Expr) -> Option<&'static str> {

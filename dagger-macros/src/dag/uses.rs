@@ -13,7 +13,7 @@ use quote::{quote_spanned, ToTokens};
 use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Ident, Pat};
 
-use crate::diag::Errors;
+use crate::diag::{first_span, Errors};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum UseKind {
@@ -388,26 +388,26 @@ impl VisitMut for UseVisitor<'_> {
             }
             Expr::Return(_) if self.closure_depth == 0 && self.reporting() => {
                 self.errors.push(
-                    expr_span(expr),
+                    first_span(expr),
                     "`return` is not supported in `dag!`: every statement is a graph node; \
                      compute the value in the tail expression instead",
                 );
             }
             Expr::Break(_) | Expr::Continue(_) if self.loop_depth == 0 && self.reporting() => {
                 self.errors.push(
-                    expr_span(expr),
+                    first_span(expr),
                     "`break` and `continue` are not supported in `dag!` outside a loop of your own",
                 );
             }
             Expr::Await(_) if self.reporting() => {
                 self.errors.push(
-                    expr_span(expr),
+                    first_span(expr),
                     "`.await` is not supported in `dag!`: tasks run on worker threads, not in an async runtime",
                 );
             }
             Expr::Yield(_) if self.reporting() => {
                 self.errors
-                    .push(expr_span(expr), "`yield` is not supported in `dag!`");
+                    .push(first_span(expr), "`yield` is not supported in `dag!`");
             }
             Expr::Macro(m) => self.visit_macro_mut(&mut m.mac),
             _ => visit_mut::visit_expr_mut(self, expr),
@@ -460,14 +460,6 @@ fn is_compound_assignment(op: &syn::BinOp) -> bool {
             | ShlAssign(_)
             | ShrAssign(_)
     )
-}
-
-fn expr_span(expr: &Expr) -> Span {
-    expr.to_token_stream()
-        .into_iter()
-        .next()
-        .map(|t| t.span())
-        .unwrap_or_else(Span::call_site)
 }
 
 #[cfg(test)]

@@ -229,7 +229,9 @@
 //! [`Dag::run`] uses the default runtime, built on first use with `DAGGER_THREADS`
 //! worker threads (default: one per CPU). Build your own with [`Runtime::builder`] and
 //! run on it with [`Dag::run_on`]. A `dag!` may run inside a task (nested graphs share
-//! the workers).
+//! the workers). Running a graph from a thread outside the runtime hands it to a worker
+//! and back (microseconds); to run many small graphs, run them from inside the runtime
+//! with [`Runtime::install`]. Tasks spawned on a worker stay on that worker's runtime.
 //!
 //! ```
 //! use dagger::prelude::*;

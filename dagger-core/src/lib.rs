@@ -1,5 +1,7 @@
-//! The dagger runtime: task metadata, the static graph description, the scheduler on
-//! rayon, and errors. Users depend on the `dagger` facade crate, which documents all of it.
+//! The dagger runtime: task metadata, the static graph description and its executor on
+//! rayon, dynamic tasks (`spawn`), data-dependency regions, observation (traces, DOT,
+//! Gantt charts) and errors. Users depend on the `dagger` facade crate, which documents
+//! all of it.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -115,11 +115,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
     for threads in [1, 2] {
-        let rt = Runtime::builder().threads(threads).build().unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let (rt, pool) = common::runtimes(threads);
         let graphs = [
             (
                 "stencil_1d",

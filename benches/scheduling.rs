@@ -358,11 +358,7 @@ fn main() {
         ("static", static_dag),
     ];
     for threads in [1, 2] {
-        let rt = Runtime::builder().threads(threads).build().unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let (rt, pool) = common::runtimes(threads);
         if threads == 1 && only.as_deref().is_none_or(|o| o == "memory") {
             fan_memory(&rt);
         }

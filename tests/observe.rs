@@ -158,6 +158,17 @@ fn gantt_is_well_formed_svg_naming_every_task() {
     assert!(rects >= 8, "one bar per task, got {rects} rects");
 }
 
+/// How many task events a Chrome trace has (parsed as JSON).
+fn task_events(chrome_json: &str) -> usize {
+    let json: serde_json::Value = serde_json::from_str(chrome_json).expect("valid JSON");
+    json["traceEvents"]
+        .as_array()
+        .expect("traceEvents")
+        .iter()
+        .filter(|e| e["cat"] == "task")
+        .count()
+}
+
 fn parse_dot(text: &str) -> dot_parser::canonical::Graph<(String, String)> {
     let ast = dot_parser::ast::Graph::try_from(text)
         .unwrap_or_else(|e| panic!("invalid DOT: {e}\n{text}"));
@@ -373,14 +384,7 @@ fn dagger_trace_env_writes_every_format_at_exit() {
         "child failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("trace.json")).unwrap()).unwrap();
-    let tasks = json["traceEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["cat"] == "task")
-        .count();
+    let tasks = task_events(&std::fs::read_to_string(dir.join("trace.json")).unwrap());
     assert_eq!(tasks, 2, "make and total");
     roxmltree::Document::parse(&std::fs::read_to_string(dir.join("gantt.svg")).unwrap()).unwrap();
     parse_dot(&std::fs::read_to_string(dir.join("graph.dot")).unwrap());
@@ -506,14 +510,7 @@ fn spawned_tasks_are_observed_too() {
             trace.tasks().iter().filter(|t| t.error.is_some()).count(),
             1
         );
-        let json: serde_json::Value = serde_json::from_str(&trace.to_chrome_json()).unwrap();
-        let tasks = json["traceEvents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["cat"] == "task")
-            .count();
-        assert_eq!(tasks, 3);
+        assert_eq!(task_events(&trace.to_chrome_json()), 3);
         roxmltree::Document::parse(&trace.to_svg_gantt().unwrap()).unwrap();
     });
 }

@@ -66,6 +66,19 @@ pub fn report(
     }
 }
 
+/// A dagger runtime and a plain rayon pool with the same number of threads.
+pub fn runtimes(threads: usize) -> (Runtime, ThreadPool) {
+    let rt = Runtime::builder()
+        .threads(threads)
+        .build()
+        .expect("runtime");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    (rt, pool)
+}
+
 /// A DAG in compressed rows, for the hand-written baselines.
 pub struct Csr {
     pub predecessors: Vec<u32>,

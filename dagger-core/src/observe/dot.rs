@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::duration_text;
 use crate::graph::{Graph, Hazard, NodeKind};
 
 fn escape(text: &str) -> String {
@@ -61,16 +62,6 @@ pub(crate) fn graph_to_dot(graph: &Graph) -> String {
     }
     dot.push_str("}\n");
     dot
-}
-
-/// A duration in the unit that reads best.
-pub(crate) fn duration_text(ns: u64) -> String {
-    match ns {
-        0..=999 => format!("{ns} ns"),
-        1_000..=999_999 => format!("{:.1} µs", ns as f64 / 1e3),
-        1_000_000..=999_999_999 => format!("{:.1} ms", ns as f64 / 1e6),
-        _ => format!("{:.2} s", ns as f64 / 1e9),
-    }
 }
 
 impl crate::observe::Trace {

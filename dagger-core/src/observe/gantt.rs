@@ -112,7 +112,7 @@ impl Trace {
                             "{} ({}x, {})",
                             stats.name,
                             stats.count,
-                            super::dot::duration_text(stats.total_ns)
+                            super::duration_text(stats.total_ns)
                         ))
                         .legend(move |(x, y)| {
                             Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())

@@ -33,6 +33,16 @@ pub use recorder::Recorder;
 pub use summary::{NameStats, Summary};
 pub use trace::{RunRecord, TaskRecord, Trace};
 
+/// A duration in the unit that reads best.
+pub(crate) fn duration_text(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns} ns"),
+        1_000..=999_999 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
 /// The thread a task ran on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Worker {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::dot::duration_text;
+use super::duration_text;
 use super::trace::Trace;
 use super::Worker;
 

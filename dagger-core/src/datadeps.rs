@@ -226,7 +226,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
             {
                 return failed_handle(
                     info,
-                    Error::Config(format!(
+                    Error::InvalidUse(format!(
                         "a region task declares data object #{id} twice with a write; one access per object and task"
                     )),
                 );

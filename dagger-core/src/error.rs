@@ -47,6 +47,9 @@ pub enum Error {
         /// Where it was spawned.
         location: Location,
     },
+    /// An API was used in a way it does not support (for example, one data object
+    /// declared twice with a write in one region task).
+    InvalidUse(String),
     /// A runtime setting is invalid.
     Config(String),
     /// The worker threads could not be started.
@@ -130,6 +133,7 @@ impl fmt::Display for Error {
             Error::Cancelled { task, location } => {
                 write!(f, "task `{task}` at {location} was cancelled")
             }
+            Error::InvalidUse(message) => write!(f, "invalid use: {message}"),
             Error::Config(message) => write!(f, "invalid runtime configuration: {message}"),
             Error::ThreadPool(message) => {
                 write!(f, "could not start the worker threads: {message}")

@@ -370,8 +370,8 @@ pub use dagger_core::{
     TaskMeta, THREADS_ENV, TRACE_ENV,
 };
 pub use dagger_core::{
-    spawn, spawn_with, try_spawn_with, AllByRef, AllByValue, Apply, ByRef, ByValue, Handle, Input,
-    IntoInput, IntoInputs,
+    promise, spawn, spawn_with, try_spawn_with, AllByRef, AllByValue, Apply, ByRef, ByValue,
+    Handle, Input, IntoInput, IntoInputs, Promise,
 };
 
 /// Makes a function a task: it stays callable as before, and becomes a graph node type

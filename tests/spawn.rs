@@ -316,3 +316,56 @@ fn soak_many_graphs_without_growth() {
         }
     });
 }
+
+#[test]
+fn a_promise_completed_from_another_thread_releases_its_dependents() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let (value, promise) = rt.promise::<Vec<u64>>();
+        let sum = rt.spawn_with(&value, |v: &Vec<u64>| v.iter().sum::<u64>());
+        let doubled = rt.spawn_with(sum.clone(), double);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!sum.is_ready(), "a dependent ran before the promise was kept");
+        let producer = std::thread::spawn(move || promise.complete(Ok(vec![1, 2, 3])));
+        assert!(producer.join().unwrap());
+        assert_eq!(doubled.fetch().unwrap(), 12);
+        assert_eq!(*value.fetch_ref().unwrap(), vec![1, 2, 3]);
+    });
+}
+
+#[test]
+fn a_promise_completed_on_a_worker_and_one_that_failed() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let (value, promise) = rt.promise::<u64>();
+        let next = rt.spawn_with(value, double);
+        std::thread::spawn(move || promise.complete_on_worker(Ok(4)));
+        assert_eq!(next.fetch().unwrap(), 8);
+
+        let (value, promise) = rt.promise::<u64>();
+        let next = rt.spawn_with(value, double);
+        promise.complete(Err(Error::Device("copy failed".into())));
+        let error = next.fetch().unwrap_err();
+        assert!(matches!(error.root_cause(), Error::Device(m) if m == "copy failed"));
+    });
+}
+
+#[test]
+fn a_dropped_promise_fails_its_handle_and_a_cancelled_one_ignores_its_value() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let (value, promise) = rt.promise::<u64>();
+        let next = rt.spawn_with(value.clone(), double);
+        drop(promise);
+        let error = next.fetch().unwrap_err();
+        assert!(
+            error.root_cause().to_string().contains("dropped without a value"),
+            "{error}"
+        );
+
+        let (value, promise) = rt.promise::<u64>();
+        assert!(value.cancel());
+        assert!(!promise.complete(Ok(1)));
+        assert!(value.fetch().unwrap_err().is_cancelled());
+    });
+}

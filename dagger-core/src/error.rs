@@ -56,6 +56,9 @@ pub enum Error {
     ThreadPool(String),
     /// A trace could not be drawn or written.
     Trace(String),
+    /// An accelerator (a CUDA device) is missing, out of memory or failed; the message
+    /// says which device, what was attempted and what to do.
+    Device(String),
 }
 
 impl Error {
@@ -139,6 +142,7 @@ impl fmt::Display for Error {
                 write!(f, "could not start the worker threads: {message}")
             }
             Error::Trace(message) => write!(f, "trace export failed: {message}"),
+            Error::Device(message) => write!(f, "device error: {message}"),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::error::{BoxError, Error};
 use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
 use crate::task::Location;
 pub(crate) use task::TaskInfo;
-use task::{Job, Task};
+use task::{Job, Promised, Task};
 
 /// The runtime that `spawn` uses here: the one whose worker this thread is (inside a
 /// task, a `dag!` node or `Runtime::install`), or else the default runtime.
@@ -175,6 +175,89 @@ where
     }
 }
 
+/// The producing side of a [`Handle`] whose value comes from outside the runtime: a GPU
+/// callback, an I/O thread, another event loop. Tasks may depend on the handle like on
+/// any other; they run once the promise is completed. Dropping a promise without
+/// completing it fails the handle, so no dependent waits forever.
+///
+/// ```
+/// let (handle, promise) = dagger_core::promise::<u32>();
+/// let doubled = dagger_core::spawn_with(&handle, |v: &u32| v * 2);
+/// std::thread::spawn(move || promise.complete(Ok(21)));
+/// assert_eq!(doubled.fetch()?, 42);
+/// # Ok::<(), dagger_core::Error>(())
+/// ```
+pub struct Promise<T: Send + Sync + 'static> {
+    task: Option<Arc<Promised<T>>>,
+}
+
+impl<T: Send + Sync + 'static> Promise<T> {
+    /// Stores the outcome and queues the tasks that were waiting for it. Returns `false`
+    /// when the handle was cancelled first (the outcome is dropped).
+    pub fn complete(mut self, outcome: Result<T, Error>) -> bool {
+        // No task: the runtime could not be reached and the handle already failed.
+        let Some(task) = self.task.take() else {
+            return false;
+        };
+        task.complete(outcome)
+    }
+
+    /// Like [`complete`](Promise::complete), but done by one of the runtime's workers, so
+    /// that nothing (the value, finished tasks) is dropped on the calling thread. For
+    /// callbacks that must not do more than queue work, such as CUDA host functions.
+    pub fn complete_on_worker(mut self, outcome: Result<T, Error>) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let shared = task.shared().clone();
+        shared.pool.spawn(move || {
+            task.complete(outcome);
+        });
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Promise<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            let info = task.header().info;
+            task.complete(Err(Error::InvalidUse(format!(
+                "the promise made at {} was dropped without a value",
+                info.location
+            ))));
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> std::fmt::Debug for Promise<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promise").finish_non_exhaustive()
+    }
+}
+
+fn promise_on<T: Send + Sync + 'static>(
+    runtime: Result<Arc<Shared>, Error>,
+    location: &'static std::panic::Location<'static>,
+) -> (Handle<T>, Promise<T>) {
+    let info = TaskInfo {
+        name: || "promise",
+        location: Location::__new(location.file(), location.line(), location.column()),
+    };
+    match runtime {
+        Ok(shared) => {
+            let task = Promised::new(shared, info);
+            let handle = Handle { task: task.clone() };
+            (handle, Promise { task: Some(task) })
+        }
+        Err(error) => (failed_handle(info, error.clone()), Promise { task: None }),
+    }
+}
+
+/// A handle and the [`Promise`] that completes it, on the current runtime.
+#[track_caller]
+pub fn promise<T: Send + Sync + 'static>() -> (Handle<T>, Promise<T>) {
+    promise_on(current(), std::panic::Location::caller())
+}
+
 /// Waits for any task and returns its failure, if it failed.
 pub(crate) fn wait_any(task: &dyn AnyTask) -> Result<(), Error> {
     handle::wait_for(task.header());
@@ -232,6 +315,12 @@ pub(crate) fn failed_handle<T: Send + Sync + 'static>(info: TaskInfo, error: Err
 }
 
 impl Runtime {
+    /// A handle and the [`Promise`] that completes it, on this runtime.
+    #[track_caller]
+    pub fn promise<T: Send + Sync + 'static>(&self) -> (Handle<T>, Promise<T>) {
+        promise_on(Ok(self.shared().clone()), std::panic::Location::caller())
+    }
+
     /// Spawns `f` on this runtime and returns its handle at once.
     #[track_caller]
     pub fn spawn<T, F>(&self, f: F) -> Handle<T>

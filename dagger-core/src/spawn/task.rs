@@ -262,29 +262,42 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         task
     }
 
-    /// Stores the outcome and notifies every waiter. Returns the dependents that became
-    /// ready; the caller lets go of the task before scheduling them, so that a dependent
-    /// taking the value by value finds it unshared and moves it instead of cloning.
+    /// Stores the outcome and notifies every waiter (see [`finish`]).
     fn finish(&self, value: Option<T>) -> Ready {
-        // SAFETY: this thread claimed the task, so it is the only writer, and no reader
-        // looks before `DONE` is published below.
-        unsafe { *self.value.get() = value };
-        self.header.state.store(DONE, Ordering::Release);
-        let failure = self.header.failure();
-        let mut ready = Ready::default();
-        self.header.close(|waiter| match waiter {
-            Waiter::Task(dependent) => {
-                if let Some(task) = dependent.input_done(failure) {
-                    match ready.first {
-                        None => ready.first = Some(task),
-                        Some(_) => ready.rest.push(task),
-                    }
+        // SAFETY: the caller claimed the task (`run` or `cancel`).
+        unsafe { finish(&self.header, &self.value, value) }
+    }
+}
+
+/// Stores a claimed task's outcome and notifies every waiter. Returns the dependents that
+/// became ready; the caller lets go of the task before scheduling them, so that a dependent
+/// taking the value by value finds it unshared and moves it instead of cloning.
+///
+/// # Safety
+/// The calling thread claimed the task, and `value` is the task's value cell.
+unsafe fn finish<T>(
+    header: &Header,
+    value_cell: &UnsafeCell<Option<T>>,
+    value: Option<T>,
+) -> Ready {
+    // SAFETY: the caller claimed the task, so it is the only writer, and no reader looks
+    // before `DONE` is published below.
+    unsafe { *value_cell.get() = value };
+    header.state.store(DONE, Ordering::Release);
+    let failure = header.failure();
+    let mut ready = Ready::default();
+    header.close(|waiter| match waiter {
+        Waiter::Task(dependent) => {
+            if let Some(task) = dependent.input_done(failure) {
+                match ready.first {
+                    None => ready.first = Some(task),
+                    Some(_) => ready.rest.push(task),
                 }
             }
-            Waiter::Thread(thread) => thread.unpark(),
-        });
-        ready
-    }
+        }
+        Waiter::Thread(thread) => thread.unpark(),
+    });
+    ready
 }
 
 /// Dependents that became ready when a task finished.
@@ -301,6 +314,74 @@ impl Ready {
     fn dispatch(self) -> Option<Arc<dyn Runnable>> {
         self.rest.into_iter().for_each(schedule);
         self.first
+    }
+}
+
+/// A task completed from outside the runtime (a GPU callback, an I/O thread): it has no
+/// job; [`Promised::complete`] stores its outcome and schedules its dependents.
+pub(crate) struct Promised<T> {
+    header: Header,
+    value: UnsafeCell<Option<T>>,
+    shared: Arc<Shared>,
+}
+
+// SAFETY: as for `Task`: the value is written once by the thread that claims the task,
+// before `DONE` is published, and read only after.
+unsafe impl<T: Send + Sync> Sync for Promised<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Send for Promised<T> {}
+
+impl<T: Send + Sync + 'static> Promised<T> {
+    pub(crate) fn new(shared: Arc<Shared>, info: TaskInfo) -> Arc<Self> {
+        Arc::new(Promised {
+            header: Header::new(info),
+            value: UnsafeCell::new(None),
+            shared,
+        })
+    }
+
+    /// Stores the outcome (unless the task was cancelled) and queues the dependents that
+    /// became ready on the task's runtime. Returns whether the outcome was stored.
+    pub(crate) fn complete(self: Arc<Self>, outcome: Result<T, Error>) -> bool {
+        if !self.header.claim() {
+            return false;
+        }
+        let value = match outcome {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.header.set_failure(error);
+                None
+            }
+        };
+        // SAFETY: this thread claimed the task just above.
+        let ready = unsafe { finish(&self.header, &self.value, value) };
+        drop(self);
+        ready.rest.into_iter().chain(ready.first).for_each(schedule);
+        true
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl<T: Send + Sync + 'static> AnyTask for Promised<T> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+impl<T: Send + Sync + 'static> Completion<T> for Promised<T> {
+    fn value(&self) -> &UnsafeCell<Option<T>> {
+        &self.value
+    }
+
+    fn cancel(self: Arc<Self>) -> bool {
+        let info = self.header.info;
+        self.complete(Err(Error::Cancelled {
+            task: info.name(),
+            location: info.location,
+        }))
     }
 }
 

@@ -362,6 +362,35 @@
 
 #![warn(missing_docs)]
 
+// `#[task]` inside this crate (the `cuda` tasks) expands to `::dagger::...` paths.
+extern crate self as dagger;
+
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+/// The body of a `#[task(cuda)]` function (generated code; not a public API).
+#[cfg(feature = "cuda")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cuda_task_body {
+    ($($body:tt)*) => {
+        $crate::__private::cuda::with_stream($($body)*)
+    };
+}
+
+/// Without the `cuda` feature, a `#[task(cuda)]` function is a compile error.
+#[cfg(not(feature = "cuda"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cuda_task_body {
+    ($($body:tt)*) => {
+        ::core::compile_error!(
+            "`#[task(cuda)]` needs dagger's `cuda` feature: \
+             dagger = { version = \"0.1\", features = [\"cuda\"] }"
+        )
+    };
+}
+
 pub use dagger_core::observe;
 pub use dagger_core::{datadeps, Accesses, Data, DataAccess, Read, Region, Write};
 pub use dagger_core::{
@@ -397,6 +426,10 @@ pub mod __private {
         Access, AccessMode, BoxError, Dag, Edge, Error, Graph, Hazard, Location, Node, NodeKind,
         Param, Runtime, Schedule, Task, TaskMeta,
     };
+    #[cfg(feature = "cuda")]
+    pub mod cuda {
+        pub use dagger_cuda::with_stream;
+    }
 }
 
 /// The README's examples are tested too.

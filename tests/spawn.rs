@@ -325,7 +325,10 @@ fn a_promise_completed_from_another_thread_releases_its_dependents() {
         let sum = rt.spawn_with(&value, |v: &Vec<u64>| v.iter().sum::<u64>());
         let doubled = rt.spawn_with(sum.clone(), double);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!sum.is_ready(), "a dependent ran before the promise was kept");
+        assert!(
+            !sum.is_ready(),
+            "a dependent ran before the promise was kept"
+        );
         let producer = std::thread::spawn(move || promise.complete(Ok(vec![1, 2, 3])));
         assert!(producer.join().unwrap());
         assert_eq!(doubled.fetch().unwrap(), 12);
@@ -359,7 +362,10 @@ fn a_dropped_promise_fails_its_handle_and_a_cancelled_one_ignores_its_value() {
         drop(promise);
         let error = next.fetch().unwrap_err();
         assert!(
-            error.root_cause().to_string().contains("dropped without a value"),
+            error
+                .root_cause()
+                .to_string()
+                .contains("dropped without a value"),
             "{error}"
         );
 
@@ -367,5 +373,20 @@ fn a_dropped_promise_fails_its_handle_and_a_cancelled_one_ignores_its_value() {
         assert!(value.cancel());
         assert!(!promise.complete(Ok(1)));
         assert!(value.fetch().unwrap_err().is_cancelled());
+    });
+}
+
+#[test]
+fn a_promise_owned_by_a_task_that_did_not_run_fails_with_the_root_cause() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let (value, promise) = rt.promise::<u64>();
+        let broken = rt.try_spawn_with((), || Err::<u64, _>("no input"));
+        rt.spawn_with(broken, move |x: u64| promise.complete(Ok(x)));
+        let error = value.fetch().unwrap_err();
+        assert!(
+            error.root_cause().to_string().contains("no input"),
+            "{error}"
+        );
     });
 }

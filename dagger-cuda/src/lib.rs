@@ -1,21 +1,45 @@
-//! CUDA support for dagger: devices, a pool of streams, pooled events, device buffers,
-//! transfers and kernels (cudarc, loaded dynamically so that nothing CUDA is needed to
-//! build or test).
+//! CUDA for dagger: devices, a pool of streams per device, pooled events, device and
+//! pinned host buffers, copies as their own stream operations, kernels compiled at run
+//! time (NVRTC, to CUBIN) and cuBLAS matrix multiply.
 //!
-//! This crate is a placeholder for now: it builds, so that the workspace layout is final,
-//! and the GPU backend lands in its own change. [`available`] says so explicitly rather
-//! than pretending to find a device.
+//! The scheduler owns the ordering. Every [`DeviceBuffer`] keeps an access log (the last
+//! write and the reads since), and every operation on it — a kernel, a cuBLAS call, a copy,
+//! on whatever stream — first makes its stream wait for what it depends on, on the GPU
+//! ([`access`] has the rules). So an edge of the task graph between two GPU tasks becomes
+//! a stream wait, not a CPU wait; independent tasks get different streams; uploads and
+//! downloads run on copy streams of their own and overlap kernels. cudarc's own per-buffer
+//! event tracking is switched off.
+//!
+//! Nothing CUDA is needed to build this crate: the driver, NVRTC and cuBLAS are loaded at
+//! run time. Without them every entry point returns a [`dagger_core::Error::Device`] that
+//! says what is missing, never a panic.
+//!
+//! ```
+//! match dagger_cuda::devices() {
+//!     Ok(devices) => devices.iter().for_each(|d| println!("{}: {}", d.ordinal, d.name)),
+//!     Err(error) => println!("no GPU here: {error}"),
+//! }
+//! ```
 
-/// Whether this build of dagger can run tasks on a CUDA device. Always `false` until the
-/// GPU backend lands.
-pub fn available() -> bool {
-    false
-}
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reports_no_gpu_backend_yet() {
-        assert!(!super::available());
-    }
-}
+pub mod access;
+mod buffer;
+mod device;
+mod error;
+mod event;
+mod kernel;
+pub mod pool;
+mod spawn;
+mod stream;
+
+pub use buffer::{DeviceBuffer, Element, HostBuffer, HostCopy};
+pub use cudarc::driver::LaunchConfig;
+pub use device::{
+    current, devices, driver_present, set_default, DeviceInfo, Gpu, StreamCounts,
+    DEFAULT_COMPUTE_STREAMS, DEVICE_ENV,
+};
+pub use kernel::Kernel;
+pub use spawn::{spawn_download, when_done};
+pub use stream::{with_stream, Float, Launch, Stream, Timestamp};

@@ -178,7 +178,8 @@ where
 /// The producing side of a [`Handle`] whose value comes from outside the runtime: a GPU
 /// callback, an I/O thread, another event loop. Tasks may depend on the handle like on
 /// any other; they run once the promise is completed. Dropping a promise without
-/// completing it fails the handle, so no dependent waits forever.
+/// completing it fails the handle, so no dependent waits forever; when a task that owned
+/// it does not run because an input failed, the handle fails with that input's failure.
 ///
 /// ```
 /// let (handle, promise) = dagger_core::promise::<u32>();
@@ -219,11 +220,14 @@ impl<T: Send + Sync + 'static> Promise<T> {
 impl<T: Send + Sync + 'static> Drop for Promise<T> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            let info = task.header().info;
-            task.complete(Err(Error::InvalidUse(format!(
-                "the promise made at {} was dropped without a value",
-                info.location
-            ))));
+            // Dropped by a task that will not run because an input failed: same cause.
+            let error = task::skipped_because().unwrap_or_else(|| {
+                Error::InvalidUse(format!(
+                    "the promise made at {} was dropped without a value",
+                    task.header().info.location
+                ))
+            });
+            task.complete(Err(error));
         }
     }
 }

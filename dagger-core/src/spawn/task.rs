@@ -25,6 +25,16 @@ const DONE: u8 = 2;
 /// Marks a waiter list as closed: the task is done, new waiters must not wait.
 const CLOSED: *mut WaitNode = ptr::dangling_mut::<WaitNode>();
 
+thread_local! {
+    /// While a job that will not run is dropped: why it will not run.
+    static SKIPPED_BECAUSE: std::cell::RefCell<Option<Error>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Why the job being dropped on this thread will not run, if that is what is happening.
+pub(crate) fn skipped_because() -> Option<Error> {
+    SKIPPED_BECAUSE.with(|cause| cause.borrow().clone())
+}
+
 /// A task's name and where it was spawned, for errors and observers. The name is made
 /// only when asked for (it comes from the closure's type name, which takes parsing).
 #[derive(Clone, Copy, Debug)]
@@ -404,9 +414,12 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
         }
         // SAFETY: this thread claimed the task: nothing else touches the job.
         let job = unsafe { (*self.job.get()).take() }.expect("a task runs once");
-        if self.header.failure().is_some() {
-            // An input failed: report it without running.
+        if let Some(failure) = self.header.failure() {
+            // An input failed: report it without running. Promises the job owned fail
+            // with the same cause.
+            SKIPPED_BECAUSE.with(|cause| *cause.borrow_mut() = Some(failure.clone()));
             drop(job);
+            SKIPPED_BECAUSE.with(|cause| cause.borrow_mut().take());
             let ready = self.finish(None);
             drop(self);
             return ready.dispatch();

@@ -40,6 +40,10 @@ pub(super) fn expand(task: &TaskFn) -> TokenStream {
             }
         }
     });
+    let function = match task.args.cuda {
+        Some(_) => cuda_function(function),
+        None => function.to_token_stream(),
+    };
     quote! {
         #function
 
@@ -61,4 +65,26 @@ pub(super) fn expand(task: &TaskFn) -> TokenStream {
 
         #registration
     }
+}
+
+/// A `cuda` task without its first parameter: the body runs with a stream that the
+/// runtime lends it (the next compute stream of the current device), so that callers,
+/// `dag!` and `spawn` call it like any other task.
+fn cuda_function(function: &syn::ItemFn) -> TokenStream {
+    let mut outer = function.clone();
+    let mut inputs = outer.sig.inputs.clone().into_iter();
+    let Some(FnArg::Typed(stream)) = inputs.next() else {
+        unreachable!("validated: a cuda task takes its stream first")
+    };
+    outer.sig.inputs = inputs.collect();
+    let (pat, ty) = (&stream.pat, &stream.ty);
+    let output = match &function.sig.output {
+        ReturnType::Type(_, ty) => quote! { -> #ty },
+        ReturnType::Default => unreachable!("validated: a cuda task returns a Result"),
+    };
+    let body = &function.block;
+    outer.block = syn::parse_quote! {{
+        ::dagger::__cuda_task_body!(move |#pat: #ty| #output #body)
+    }};
+    outer.to_token_stream()
 }

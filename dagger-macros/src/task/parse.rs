@@ -8,10 +8,12 @@ use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, Meta, Token};
 use crate::diag::Errors;
 
 /// The valid options, as listed in error messages.
-pub(super) const OPTIONS: &str = "expected one of: `name`";
+pub(super) const OPTIONS: &str = "expected one of: `name`, `cuda`";
 
 pub(super) struct TaskArgs {
     pub(super) name: Option<LitStr>,
+    /// `cuda`: the task runs on a GPU stream that the runtime lends it.
+    pub(super) cuda: Option<proc_macro2::Span>,
 }
 
 pub(super) struct TaskFn {
@@ -40,7 +42,10 @@ pub(super) fn parse(args: TokenStream, item: TokenStream) -> syn::Result<TaskFn>
 }
 
 fn parse_args(args: TokenStream, errors: &mut Errors) -> TaskArgs {
-    let mut parsed = TaskArgs { name: None };
+    let mut parsed = TaskArgs {
+        name: None,
+        cuda: None,
+    };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
         Err(error) => {
@@ -82,6 +87,18 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> TaskArgs {
                 );
             } else {
                 parsed.name = value;
+            }
+        } else if path.is_ident("cuda") {
+            let span = syn::spanned::Spanned::span(path);
+            if !matches!(meta, Meta::Path(_)) {
+                errors.push(
+                    syn::spanned::Spanned::span(&meta),
+                    "`cuda` takes no value: write `#[task(cuda)]`",
+                );
+            } else if parsed.cuda.is_some() {
+                errors.push(span, "duplicate option `cuda`; give it once");
+            } else {
+                parsed.cuda = Some(span);
             }
         } else {
             let shown = quote::ToTokens::to_token_stream(path)

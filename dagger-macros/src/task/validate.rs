@@ -51,5 +51,46 @@ pub(super) fn validate(task: &TaskFn) -> syn::Result<()> {
             );
         }
     }
+    if let Some(cuda) = task.args.cuda {
+        validate_cuda(task, cuda, &mut errors);
+    }
     errors.finish()
+}
+
+/// A `cuda` task's first parameter receives the stream (`stream: &Stream`), and it
+/// returns a `Result` (finding a device can fail).
+fn validate_cuda(task: &TaskFn, cuda: proc_macro2::Span, errors: &mut Errors) {
+    let sig = &task.function.sig;
+    match sig.inputs.first() {
+        Some(FnArg::Typed(first)) if matches!(*first.ty, syn::Type::Reference(_)) => {}
+        Some(other) => errors.push(
+            other.span(),
+            "the first parameter of a `#[task(cuda)]` function receives its stream:              write `stream: &dagger::cuda::Stream` first",
+        ),
+        None => errors.push(
+            sig.paren_token.span.join(),
+            "a `#[task(cuda)]` function takes its stream first:              add `stream: &dagger::cuda::Stream`",
+        ),
+    }
+    let returns_result = match &sig.output {
+        syn::ReturnType::Type(_, ty) => match &**ty {
+            syn::Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|segment| segment.ident.to_string().ends_with("Result")),
+            _ => false,
+        },
+        syn::ReturnType::Default => false,
+    };
+    if !returns_result {
+        let span = match &sig.output {
+            syn::ReturnType::Type(_, ty) => ty.span(),
+            syn::ReturnType::Default => cuda,
+        };
+        errors.push(
+            span,
+            "a `#[task(cuda)]` function returns a `Result` whose error converts from              `dagger::Error` (there may be no GPU): for example `Result<(), dagger::Error>`",
+        );
+    }
 }

@@ -1,1 +1,339 @@
-fn main() {}
+//! GPU figures of BENCHMARKS.md "Real work / GPU". Prints one line per workload; without
+//! a CUDA device it says so and measures nothing.
+//!
+//! - pipeline: K chunks, each host->device copy, kernel, device->host copy. Against its
+//!   bound max(total H2D, total kernel, total D2H), each measured alone here, and against
+//!   the same work on one stream.
+//! - chain: 10,000 tiny kernels, each after the previous, against raw cudarc launches on
+//!   one stream.
+//! - fork-join: 4 independent chains of kernels then one that reads all four, against the
+//!   same on one stream.
+
+use std::time::{Duration, Instant};
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+use dagger_core::Error;
+use dagger_cuda::{DeviceBuffer, Gpu, HostBuffer, Kernel, StreamCounts};
+
+const ROUNDS: usize = 7;
+
+/// `iterations` dependent multiply-adds per element: enough work to match a copy.
+static WORK: Kernel = Kernel::new(
+    "work",
+    r#"extern "C" __global__ void work(const float* in, float* out, unsigned n, unsigned iterations) {
+        unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i >= n) return;
+        float x = in[i];
+        for (unsigned k = 0; k < iterations; ++k) x = x * 0.999f + 0.001f;
+        out[i] = x;
+    }"#,
+);
+
+static TINY: Kernel = Kernel::new(
+    "tiny",
+    r#"extern "C" __global__ void tiny(float* x) { if (threadIdx.x == 0) x[0] += 1.0f; }"#,
+);
+
+static SPIN: Kernel = Kernel::new(
+    "spin",
+    r#"extern "C" __global__ void spin(float* x, long long cycles) {
+        long long start = clock64();
+        while (clock64() - start < cycles) {}
+        if (threadIdx.x == 0) x[0] += 1.0f;
+    }"#,
+);
+
+static JOIN: Kernel = Kernel::new(
+    "join",
+    r#"extern "C" __global__ void join(const float* a, const float* b, const float* c, const float* d, float* out) {
+        if (threadIdx.x == 0) out[0] = a[0] + b[0] + c[0] + d[0];
+    }"#,
+);
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Chunks {
+    host_in: Vec<HostBuffer<f32>>,
+    host_out: Vec<HostBuffer<f32>>,
+    dev_in: Vec<DeviceBuffer<f32>>,
+    dev_out: Vec<DeviceBuffer<f32>>,
+}
+
+fn chunks(gpu: &Gpu, k: usize, len: usize) -> Result<Chunks, Error> {
+    let mut c = Chunks {
+        host_in: Vec::new(),
+        host_out: Vec::new(),
+        dev_in: Vec::new(),
+        dev_out: Vec::new(),
+    };
+    for i in 0..k {
+        let mut h = gpu.host_buffer::<f32>(len)?;
+        h.as_mut_slice()?
+            .iter_mut()
+            .enumerate()
+            .for_each(|(j, x)| *x = (i + j) as f32);
+        c.host_in.push(h);
+        c.host_out.push(gpu.host_buffer::<f32>(len)?);
+        c.dev_in.push(gpu.zeros::<f32>(len)?);
+        c.dev_out.push(gpu.zeros::<f32>(len)?);
+    }
+    gpu.synchronize()?;
+    Ok(c)
+}
+
+fn kernel(gpu: &Gpu, c: &mut Chunks, i: usize, iterations: u32) -> Result<(), Error> {
+    let n = c.dev_in[i].len() as u32;
+    let (input, output) = (&c.dev_in[i], &mut c.dev_out[i]);
+    // SAFETY: the arguments match `work`, which stays within `n`.
+    unsafe {
+        gpu.stream()
+            .kernel(&WORK)
+            .read(input)
+            .write(output)
+            .value(n)
+            .value(iterations)
+            .launch(LaunchConfig::for_num_elems(n))
+    }
+}
+
+/// Times `f` (which queues work) up to the end of all work on `gpu`.
+fn timed(gpu: &Gpu, f: impl FnOnce() -> Result<(), Error>) -> Result<Duration, Error> {
+    gpu.synchronize()?;
+    let start = Instant::now();
+    f()?;
+    gpu.synchronize()?;
+    Ok(start.elapsed())
+}
+
+fn pipeline(k: usize, len: usize, iterations: u32) -> Result<(), Error> {
+    let gpu = Gpu::open_with(0, StreamCounts::default())?;
+    let single = Gpu::open_with(
+        0,
+        StreamCounts {
+            compute: 1,
+            copy_streams: false,
+        },
+    )?;
+    let mut c = chunks(&gpu, k, len)?;
+    let mut s = chunks(&single, k, len)?;
+    let (mut h2d, mut kern, mut d2h, mut piped, mut one) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        h2d.push(timed(&gpu, || {
+            (0..k).try_for_each(|i| gpu.upload_into(&c.host_in[i], &mut c.dev_in[i]))
+        })?);
+        kern.push(timed(&gpu, || {
+            (0..k).try_for_each(|i| kernel(&gpu, &mut c, i, iterations))
+        })?);
+        d2h.push(timed(&gpu, || {
+            (0..k).try_for_each(|i| gpu.download_into(&c.dev_out[i], &mut c.host_out[i]))
+        })?);
+        piped.push(timed(&gpu, || {
+            (0..k).try_for_each(|i| {
+                gpu.upload_into(&c.host_in[i], &mut c.dev_in[i])?;
+                kernel(&gpu, &mut c, i, iterations)?;
+                gpu.download_into(&c.dev_out[i], &mut c.host_out[i])
+            })
+        })?);
+        one.push(timed(&single, || {
+            (0..k).try_for_each(|i| {
+                single.upload_into(&s.host_in[i], &mut s.dev_in[i])?;
+                kernel(&single, &mut s, i, iterations)?;
+                single.download_into(&s.dev_out[i], &mut s.host_out[i])
+            })
+        })?);
+    }
+    // The results are right.
+    let want = {
+        let mut x = c.host_in[1].as_slice()?[5];
+        for _ in 0..iterations {
+            x = x * 0.999 + 0.001;
+        }
+        x
+    };
+    let got = c.host_out[1].as_slice()?[5];
+    assert!(
+        (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+        "{got} vs {want}"
+    );
+    let (h2d, kern, d2h, piped, one) = (
+        median(h2d),
+        median(kern),
+        median(d2h),
+        median(piped),
+        median(one),
+    );
+    let bound = h2d.max(kern).max(d2h);
+    let mib = (len * 4) as f64 / (1 << 20) as f64;
+    println!(
+        "pipeline K={k} x {mib:.0} MiB: H2D {:.2} ms ({:.1} GB/s), kernel {:.2} ms, D2H {:.2} ms ({:.1} GB/s)",
+        ms(h2d),
+        (k * len * 4) as f64 / h2d.as_secs_f64() / 1e9,
+        ms(kern),
+        ms(d2h),
+        (k * len * 4) as f64 / d2h.as_secs_f64() / 1e9,
+    );
+    println!(
+        "pipeline K={k}: dagger {:.2} ms, bound {:.2} ms, ratio {:.3} (target <= 1.15); one stream {:.2} ms, speed-up {:.2}x (target >= 1.8)",
+        ms(piped),
+        ms(bound),
+        piped.as_secs_f64() / bound.as_secs_f64(),
+        ms(one),
+        one.as_secs_f64() / piped.as_secs_f64(),
+    );
+    Ok(())
+}
+
+fn tiny_chain(n: usize) -> Result<(), Error> {
+    let gpu = Gpu::open_with(0, StreamCounts::default())?;
+    let mut x = gpu.zeros::<f32>(1)?;
+    let ctx = gpu.context().clone();
+    let raw_stream = ctx.new_stream().map_err(|e| Error::Device(e.to_string()))?;
+    let mut raw = raw_stream
+        .alloc_zeros::<f32>(1)
+        .map_err(|e| Error::Device(e.to_string()))?;
+    let function = gpu.function(&TINY)?;
+    let one = LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        ours.push(timed(&gpu, || {
+            (0..n).try_for_each(|_| {
+                // SAFETY: `tiny` takes one float pointer.
+                unsafe { gpu.stream().kernel(&TINY).write(&mut x).launch(one) }
+            })
+        })?);
+        theirs.push(timed(&gpu, || {
+            for _ in 0..n {
+                // SAFETY: as above.
+                unsafe {
+                    raw_stream
+                        .launch_builder(&function)
+                        .arg(&mut raw)
+                        .launch(one)
+                }
+                .map_err(|e| Error::Device(e.to_string()))?;
+            }
+            raw_stream
+                .synchronize()
+                .map_err(|e| Error::Device(e.to_string()))
+        })?);
+    }
+    let got = gpu.download(&x)?.to_vec()?[0];
+    assert_eq!(got, (ROUNDS * n) as f32, "every kernel ran, in order");
+    let (ours, theirs) = (median(ours), median(theirs));
+    println!(
+        "chain of {n} tiny kernels: dagger {:.2} us/kernel, raw single-stream launches {:.2} us/kernel, ratio {:.2}",
+        ours.as_secs_f64() * 1e6 / n as f64,
+        theirs.as_secs_f64() * 1e6 / n as f64,
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn fork_join(length: usize, cycles: i64) -> Result<(), Error> {
+    let run = |gpu: &Gpu| -> Result<Duration, Error> {
+        let mut parts: Vec<DeviceBuffer<f32>> = (0..4)
+            .map(|_| gpu.zeros::<f32>(1))
+            .collect::<Result<_, _>>()?;
+        let mut out = gpu.zeros::<f32>(1)?;
+        let one = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let time = timed(gpu, || {
+            for (b, part) in parts.iter_mut().enumerate() {
+                let stream = gpu.compute_stream(b);
+                for _ in 0..length {
+                    // SAFETY: `spin` takes a float pointer and a cycle count.
+                    unsafe { stream.kernel(&SPIN).write(part).value(cycles).launch(one)? };
+                }
+            }
+            // SAFETY: `join` takes four inputs and an output, one float each.
+            unsafe {
+                gpu.stream()
+                    .kernel(&JOIN)
+                    .read(&parts[0])
+                    .read(&parts[1])
+                    .read(&parts[2])
+                    .read(&parts[3])
+                    .write(&mut out)
+                    .launch(one)
+            }
+        })?;
+        let got = gpu.download(&out)?.to_vec()?[0];
+        assert_eq!(got, (4 * length) as f32, "the join saw every branch");
+        Ok(time)
+    };
+    let four = Gpu::open_with(0, StreamCounts::default())?;
+    let single = Gpu::open_with(
+        0,
+        StreamCounts {
+            compute: 1,
+            copy_streams: false,
+        },
+    )?;
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        ours.push(run(&four)?);
+        theirs.push(run(&single)?);
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    println!(
+        "fork-join 4 x {length} kernels: 4 streams {:.2} ms, one stream {:.2} ms, speed-up {:.2}x",
+        ms(ours),
+        ms(theirs),
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let devices = match dagger_cuda::devices() {
+        Ok(devices) => devices,
+        Err(error) => {
+            println!("no CUDA device, nothing measured: {error}");
+            return;
+        }
+    };
+    let d = &devices[0];
+    println!(
+        "device 0: {} (sm_{}{}, {:.0} GiB)",
+        d.name,
+        d.compute_capability.0,
+        d.compute_capability.1,
+        d.total_memory as f64 / (1u64 << 30) as f64
+    );
+    let results = [
+        ("pipeline", pipeline(16, 8 << 20, iterations())),
+        ("chain", tiny_chain(10_000)),
+        ("fork-join", fork_join(50, 200_000)),
+    ];
+    for (name, result) in results {
+        if let Err(error) = result {
+            println!("{name}: failed: {error}");
+        }
+    }
+}
+
+/// Multiply-adds per element in the pipeline's kernel (`DAGGER_GPU_BENCH_ITERS`): chosen
+/// so that the kernel takes about as long as a chunk's copy.
+fn iterations() -> u32 {
+    std::env::var("DAGGER_GPU_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000)
+}

@@ -179,22 +179,29 @@ impl<T: Element> HostCopy<T> {
     }
 }
 
-impl Gpu {
-    /// A device buffer of `len` zeros.
+impl crate::Stream {
+    /// A device buffer of `len` zeros, allocated and zeroed in this stream's order (so
+    /// that a kernel on this stream can fill it without waiting for another stream).
     pub fn zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, Error> {
-        let stream = self.upload_stream();
-        let mut buffer = self.alloc::<T>(len, &stream)?;
+        let gpu = self.gpu();
+        let mut buffer = gpu.alloc::<T>(len, self)?;
         let (slice, log) = buffer.parts_mut();
-        stream
-            .cuda()
+        self.cuda()
             .memset_zeros(slice)
-            .map_err(|e| driver(e, self.what("zeroing a buffer")))?;
-        stream.mark_done(&[(log, Use::Write)])?;
+            .map_err(|e| driver(e, gpu.what("zeroing a buffer")))?;
+        self.mark_done(&[(log, Use::Write)])?;
         Ok(buffer)
+    }
+}
+
+impl Gpu {
+    /// A device buffer of `len` zeros (zeroed on the upload stream).
+    pub fn zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, Error> {
+        self.upload_stream().zeros(len)
     }
 
     /// Device memory for `len` elements on `stream`'s order, not initialised.
-    fn alloc<T: Element>(
+    pub(crate) fn alloc<T: Element>(
         &self,
         len: usize,
         stream: &crate::Stream,
@@ -292,7 +299,7 @@ impl Gpu {
         stream.mark_done(&[(src.log(), Use::Read)])?;
         Ok(HostCopy {
             done: self.record(&stream)?,
-            pinned: (src.len() > 0).then_some(pinned),
+            pinned: (!src.is_empty()).then_some(pinned),
         })
     }
 

@@ -279,8 +279,13 @@ impl Gpu {
         Recorded::record(self, stream)
     }
 
+    /// The cudarc context (for comparisons with raw cudarc code, or what dagger lacks).
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.inner.ctx
+    }
+
     /// The kernel compiled for this device (NVRTC to CUBIN once, then cached).
-    pub(crate) fn function(&self, kernel: &Kernel) -> Result<CudaFunction, Error> {
+    pub fn function(&self, kernel: &Kernel) -> Result<CudaFunction, Error> {
         let key = (kernel.name(), kernel.source().as_ptr() as usize);
         let mut functions = self
             .inner

@@ -94,7 +94,8 @@ fn cubin(kernel: &Kernel, arch: &str) -> Result<Vec<u8>, Error> {
     let options = [arch.to_owned(), "--std=c++17".to_owned()];
     // SAFETY: `program` was just created and is destroyed once, below.
     let compiled = unsafe { nvrtc::compile_program(program, &options) };
-    let result = match compiled {
+    // Read the log or the CUBIN, then destroy the program whatever happened.
+    let result = (|| match compiled {
         Err(_) => {
             // SAFETY: as above.
             let log = unsafe { nvrtc::get_program_log(program) }.unwrap_or_default();
@@ -119,7 +120,7 @@ fn cubin(kernel: &Kernel, arch: &str) -> Result<Vec<u8>, Error> {
                 .map_err(|e| failed("reading the CUBIN of", e))?;
             Ok(image)
         }
-    };
+    })();
     // SAFETY: created above, destroyed once.
     unsafe { nvrtc::destroy_program(program) }.map_err(|e| failed("releasing", e))?;
     result

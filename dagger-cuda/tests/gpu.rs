@@ -79,7 +79,10 @@ fn devices_are_listed_with_their_properties() {
         assert!(d.total_memory > 0);
     }
     let missing = Gpu::open(all.len()).unwrap_err();
-    assert!(missing.to_string().contains("there is no CUDA device"), "{missing}");
+    assert!(
+        missing.to_string().contains("there is no CUDA device"),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -205,7 +208,11 @@ fn a_dependency_across_streams_is_a_gpu_wait() {
                     .unwrap();
             }
             let back = gpu.download(&x).unwrap().to_vec().unwrap();
-            assert!(back.iter().all(|&v| v == 8.0), "round {round}: {:?}", &back[..4]);
+            assert!(
+                back.iter().all(|&v| v == 8.0),
+                "round {round}: {:?}",
+                &back[..4]
+            );
         }
     });
 }
@@ -297,8 +304,13 @@ fn out_of_memory_and_bad_kernels_are_errors() {
     static BROKEN: Kernel = Kernel::new("broken", "extern \"C\" __global__ void broken( {");
     let mut x = gpu.zeros::<f32>(4).unwrap();
     // SAFETY: the kernel never compiles, so nothing runs.
-    let error = unsafe { gpu.stream().kernel(&BROKEN).write(&mut x).launch(one_block(1)) }
-        .unwrap_err();
+    let error = unsafe {
+        gpu.stream()
+            .kernel(&BROKEN)
+            .write(&mut x)
+            .launch(one_block(1))
+    }
+    .unwrap_err();
     assert!(error.to_string().contains("did not compile"), "{error}");
     static MISNAMED: Kernel = Kernel::new("missing", "extern \"C\" __global__ void other() {}");
     // SAFETY: as above: the function is not found, nothing runs.

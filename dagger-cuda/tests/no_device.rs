@@ -8,7 +8,10 @@ fn expect_no_driver<T: std::fmt::Debug>(result: Result<T, Error>, what: &str) {
     match result {
         Err(Error::Device(message)) => {
             assert!(message.contains("no CUDA driver"), "{what}: {message}");
-            assert!(message.contains("install the NVIDIA driver"), "{what}: {message}");
+            assert!(
+                message.contains("install the NVIDIA driver"),
+                "{what}: {message}"
+            );
         }
         other => panic!("{what}: expected Error::Device, got {other:?}"),
     }
@@ -19,17 +22,17 @@ fn every_entry_point_reports_a_missing_driver_or_works() {
     if driver_present() {
         // A GPU machine: the same calls work.
         let all = devices().expect("a driver is present");
-        assert!(!all.is_empty(), "a driver with no device should be an error");
+        assert!(
+            !all.is_empty(),
+            "a driver with no device should be an error"
+        );
         assert!(Gpu::open(0).is_ok());
         assert!(current().is_ok());
         return;
     }
     expect_no_driver(devices(), "devices()");
     expect_no_driver(Gpu::open(0), "Gpu::open(0)");
-    expect_no_driver(
-        Gpu::open_with(1, StreamCounts::default()),
-        "Gpu::open_with",
-    );
+    expect_no_driver(Gpu::open_with(1, StreamCounts::default()), "Gpu::open_with");
     expect_no_driver(current(), "current()");
     expect_no_driver(Gpu::default_device(), "Gpu::default_device()");
     let body_ran = std::cell::Cell::new(false);
@@ -38,7 +41,10 @@ fn every_entry_point_reports_a_missing_driver_or_works() {
         Ok(())
     });
     expect_no_driver(result, "with_stream");
-    assert!(!body_ran.get(), "a GPU task body must not run without a device");
+    assert!(
+        !body_ran.get(),
+        "a GPU task body must not run without a device"
+    );
     // Asking twice gives the same answer (the failed initialisation is remembered).
     expect_no_driver(devices(), "devices() again");
 }

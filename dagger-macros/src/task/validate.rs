@@ -65,11 +65,13 @@ fn validate_cuda(task: &TaskFn, cuda: proc_macro2::Span, errors: &mut Errors) {
         Some(FnArg::Typed(first)) if matches!(*first.ty, syn::Type::Reference(_)) => {}
         Some(other) => errors.push(
             other.span(),
-            "the first parameter of a `#[task(cuda)]` function receives its stream:              write `stream: &dagger::cuda::Stream` first",
+            "the first parameter of a `#[task(cuda)]` function receives its stream: \
+             write `stream: &dagger::cuda::Stream` first",
         ),
         None => errors.push(
             sig.paren_token.span.join(),
-            "a `#[task(cuda)]` function takes its stream first:              add `stream: &dagger::cuda::Stream`",
+            "a `#[task(cuda)]` function takes its stream first: \
+             add `stream: &dagger::cuda::Stream`",
         ),
     }
     let returns_result = match &sig.output {
@@ -90,7 +92,8 @@ fn validate_cuda(task: &TaskFn, cuda: proc_macro2::Span, errors: &mut Errors) {
         };
         errors.push(
             span,
-            "a `#[task(cuda)]` function returns a `Result` whose error converts from              `dagger::Error` (there may be no GPU): for example `Result<(), dagger::Error>`",
+            "a `#[task(cuda)]` function returns a `Result` whose error converts from \
+             `dagger::Error` (there may be no GPU): for example `Result<(), dagger::Error>`",
         );
     }
 }

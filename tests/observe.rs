@@ -514,3 +514,46 @@ fn spawned_tasks_are_observed_too() {
         roxmltree::Document::parse(&trace.to_svg_gantt().unwrap()).unwrap();
     });
 }
+
+/// Stands in for a GPU task: a device backend notes the stream and the bytes copied.
+#[task]
+fn fake_copy(n: u64) -> u64 {
+    dagger::observe::note_device("cuda:7", 3);
+    dagger::observe::note_bytes_moved(n * 4);
+    n
+}
+
+#[test]
+fn device_notes_reach_the_trace_and_the_stream_tracks() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        // Notes from an unobserved task must not leak into the next observed one.
+        dagger::observe::note_device("cuda:9", 9);
+        let recorder = Recorder::new();
+        let _observing = rt.observe(recorder.clone());
+        let n = dag! { let a = fake_copy(10); let b = make(a); total(&b) }
+            .run_on(&rt)
+            .unwrap();
+        let spawned = rt.spawn_with((), || fake_copy(5));
+        assert_eq!(spawned.fetch().unwrap(), 5);
+        assert_eq!(n, 45);
+        let trace = recorder.trace();
+        let copies: Vec<_> = trace
+            .tasks()
+            .iter()
+            .filter(|t| t.device.is_some())
+            .collect();
+        assert_eq!(copies.len(), 2, "{:?}", trace.tasks());
+        assert!(copies
+            .iter()
+            .all(|t| t.device == Some(("cuda:7".to_owned(), 3))));
+        let mut bytes: Vec<u64> = copies.iter().map(|t| t.bytes_moved).collect();
+        bytes.sort();
+        assert_eq!(bytes, vec![20, 40]);
+        assert_eq!(trace.streams(), vec![("cuda:7".to_owned(), 3)]);
+        let json: serde_json::Value = serde_json::from_str(&trace.to_chrome_json()).unwrap();
+        let text = json.to_string();
+        assert!(text.contains("cuda:7 stream 3"), "no stream track");
+        assert!(!text.contains("cuda:9"), "a stale note leaked");
+    });
+}

@@ -13,7 +13,10 @@ use std::sync::Mutex;
 
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
-use crate::observe::{next_id, Observers, RunInfo, TaskEnd, TaskStart, Timestamp, Worker};
+use crate::observe::{
+    clear_device_notes, next_id, take_device_notes, Observers, RunInfo, TaskEnd, TaskStart,
+    Timestamp, Worker,
+};
 use crate::runtime::Runtime;
 
 /// One node's statement, callable once through a shared reference.
@@ -230,9 +233,11 @@ impl<'a> Run<'a> {
             .observers
             .iter()
             .for_each(|o| o.task_started(&started));
+        clear_device_notes();
         let result = self.call(node);
         let end = Timestamp::now();
         clock.last = Some(end);
+        let (device, bytes_moved) = take_device_notes();
         let ended = TaskEnd {
             run: observed.info.id,
             node,
@@ -241,8 +246,8 @@ impl<'a> Run<'a> {
             worker: clock.worker,
             start,
             end,
-            device: None,
-            bytes_moved: 0,
+            device,
+            bytes_moved,
             error: result.as_ref().err(),
         };
         observed

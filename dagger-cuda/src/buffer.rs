@@ -245,6 +245,7 @@ impl Gpu {
     /// memory so that the copy is asynchronous and overlaps kernels.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<DeviceBuffer<T>, Error> {
         let stream = self.upload_stream();
+        stream.note(std::mem::size_of_val(data));
         let mut staging = self.pinned::<T>(data.len())?;
         staging
             .as_mut_slice()
@@ -275,6 +276,7 @@ impl Gpu {
             )));
         }
         let stream = self.upload_stream();
+        stream.note(src.len() * std::mem::size_of::<T>());
         stream.same_device(dst.gpu())?;
         let (slice, log) = dst.parts_mut();
         stream.order_after(&[(log, Use::Write)])?;
@@ -289,6 +291,7 @@ impl Gpu {
     /// operations that write it. The result is ready when [`HostCopy::wait`] returns.
     pub fn download<T: Element>(&self, src: &DeviceBuffer<T>) -> Result<HostCopy<T>, Error> {
         let stream = self.download_stream();
+        stream.note(src.len() * std::mem::size_of::<T>());
         stream.same_device(src.gpu())?;
         let mut pinned = self.pinned::<T>(src.len())?;
         stream.order_after(&[(src.log(), Use::Read)])?;
@@ -317,6 +320,7 @@ impl Gpu {
             )));
         }
         let stream = self.download_stream();
+        stream.note(src.len() * std::mem::size_of::<T>());
         stream.same_device(src.gpu())?;
         stream.order_after(&[(src.log(), Use::Read)])?;
         stream

@@ -90,6 +90,8 @@ pub struct Gpu {
 
 pub(crate) struct GpuInner {
     pub(crate) id: usize,
+    /// "cuda:N", for observers.
+    pub(crate) label: &'static str,
     info: DeviceInfo,
     pub(crate) ctx: Arc<CudaContext>,
     compute: Vec<Arc<CudaStream>>,
@@ -110,11 +112,6 @@ impl std::fmt::Debug for Gpu {
             .finish()
     }
 }
-
-/// Index of the upload stream, after the compute streams.
-const UPLOAD: usize = usize::MAX - 1;
-/// Index of the download stream.
-const DOWNLOAD: usize = usize::MAX;
 
 impl Gpu {
     /// Device `ordinal` with the default streams, opened once per process and shared.
@@ -172,6 +169,8 @@ impl Gpu {
             inner: Arc::new(GpuInner {
                 // Memory ordering: a unique number; nothing is published through it.
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                // One short string per opened device, for the process's lifetime.
+                label: Box::leak(format!("cuda:{ordinal}").into_boxed_str()),
                 info,
                 blas: compute.iter().map(|_| Mutex::new(None)).collect(),
                 next: RoundRobin::new(compute.len()),
@@ -221,12 +220,13 @@ impl Gpu {
 
     /// The stream host-to-device copies go on.
     pub(crate) fn upload_stream(&self) -> Stream {
-        self.copy_stream(UPLOAD, &self.inner.upload)
+        // Numbered after the compute streams.
+        self.copy_stream(self.inner.compute.len(), &self.inner.upload)
     }
 
     /// The stream device-to-host copies go on.
     pub(crate) fn download_stream(&self) -> Stream {
-        self.copy_stream(DOWNLOAD, &self.inner.download)
+        self.copy_stream(self.inner.compute.len() + 1, &self.inner.download)
     }
 
     fn copy_stream(&self, index: usize, stream: &Arc<CudaStream>) -> Stream {

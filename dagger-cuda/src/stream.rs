@@ -56,6 +56,14 @@ impl Stream {
         self.gpu.stream_id(self.index)
     }
 
+    /// Tells observers that the running task uses this stream (and moves `bytes`).
+    pub(crate) fn note(&self, bytes: usize) {
+        dagger_core::observe::note_device(self.gpu.inner.label, self.index as u32);
+        if bytes > 0 {
+            dagger_core::observe::note_bytes_moved(bytes as u64);
+        }
+    }
+
     pub(crate) fn cuda(&self) -> &Arc<CudaStream> {
         &self.cuda
     }
@@ -345,5 +353,7 @@ impl<'a> Launch<'a> {
 /// are ordered after it through its buffers, and host copies wait for it.
 pub fn with_stream<T, E: From<Error>>(body: impl FnOnce(&Stream) -> Result<T, E>) -> Result<T, E> {
     let gpu = current()?;
-    body(&gpu.stream())
+    let stream = gpu.stream();
+    stream.note(0);
+    body(&stream)
 }

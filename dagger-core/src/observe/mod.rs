@@ -219,3 +219,34 @@ impl std::fmt::Debug for ObserverGuard<'_> {
             .finish()
     }
 }
+
+thread_local! {
+    /// What a device backend said about the task running on this thread.
+    static DEVICE_NOTE: std::cell::Cell<(Option<(&'static str, u32)>, u64)> =
+        const { std::cell::Cell::new((None, 0)) };
+}
+
+/// For device backends: the task running on this thread queued its work on `device`'s
+/// stream `stream`. Observers see it in [`TaskEnd::device`].
+pub fn note_device(device: &'static str, stream: u32) {
+    DEVICE_NOTE.with(|note| note.set((Some((device, stream)), note.get().1)));
+}
+
+/// For device backends: the task running on this thread copies `bytes` between host and
+/// device. Observers see the total in [`TaskEnd::bytes_moved`].
+pub fn note_bytes_moved(bytes: u64) {
+    DEVICE_NOTE.with(|note| {
+        let (device, total) = note.get();
+        note.set((device, total + bytes));
+    });
+}
+
+/// Forgets notes left by unobserved tasks; called when an observed task starts.
+pub(crate) fn clear_device_notes() {
+    DEVICE_NOTE.with(|note| note.set((None, 0)));
+}
+
+/// The notes of the observed task that just ran on this thread.
+pub(crate) fn take_device_notes() -> (Option<(&'static str, u32)>, u64) {
+    DEVICE_NOTE.with(|note| note.replace((None, 0)))
+}

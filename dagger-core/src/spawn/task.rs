@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{panic_message, Error};
-use crate::observe::{next_id, TaskEnd, TaskStart, Timestamp, Worker};
+use crate::observe::{
+    clear_device_notes, next_id, take_device_notes, TaskEnd, TaskStart, Timestamp, Worker,
+};
 use crate::runtime::Shared;
 use crate::task::Location;
 
@@ -443,6 +445,9 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
             observers.iter().for_each(|o| o.task_started(&start));
             start
         });
+        if observed.is_some() {
+            clear_device_notes();
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
@@ -461,6 +466,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
             }
         };
         if let (Some(observers), Some(start)) = (&observers, observed) {
+            let (device, bytes_moved) = take_device_notes();
             let end = TaskEnd {
                 run: start.run,
                 node: start.node,
@@ -469,8 +475,8 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
                 worker: start.worker,
                 start: start.time,
                 end: Timestamp::now(),
-                device: None,
-                bytes_moved: 0,
+                device,
+                bytes_moved,
                 error: self.header.failure(),
             };
             observers.iter().for_each(|o| o.task_finished(&end));

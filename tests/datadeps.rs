@@ -152,3 +152,39 @@ fn the_region_waits_even_when_its_closure_panics() {
     );
     assert_eq!(x, 7);
 }
+
+#[test]
+fn a_failing_region_task_stops_its_dependents_and_fails_the_region() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let mut a = 1u64;
+        let mut b = 0u64;
+        let mut c = 0u64;
+        let mut d = 0u64;
+        let result = rt.install(|| {
+            dagger::datadeps(|r| {
+                let (a, b, c) = (r.data(&mut a), r.data(&mut b), r.data(&mut c));
+                let d = r.data(&mut d);
+                r.try_spawn((a.read(), b.write()), |a: &u64, b: &mut u64| {
+                    *b = *a + 1;
+                    if *b == 2 {
+                        return Err("b must not be 2");
+                    }
+                    Ok(())
+                });
+                r.spawn((b.read(), c.write()), |b: &u64, c: &mut u64| *c = *b * 10);
+                // After the failed task (it read `a`): does not run either.
+                r.spawn(a.write(), |a: &mut u64| *a = 7);
+                // Independent of it: runs.
+                r.try_spawn(d.write(), |d: &mut u64| {
+                    *d = 5;
+                    Ok::<_, std::io::Error>(())
+                });
+            })
+        });
+        let error = result.unwrap_err();
+        assert!(error.to_string().contains("b must not be 2"), "{error}");
+        assert_eq!(c, 0, "the dependent of the failed task ran");
+        assert_eq!((a, b, d), (1, 2, 5), "only independent work happens");
+    });
+}

@@ -23,9 +23,10 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
+use crate::error::BoxError;
 use crate::error::Error;
 use crate::runtime::Shared;
-use crate::spawn::{failed_handle, info, spawn_job, wait_any, AnyTask, Handle};
+use crate::spawn::{failed_handle, info, spawn_job, wait_any, AnyTask, Handle, TaskInfo};
 
 /// A region in which tasks access data objects with declared modes.
 pub struct Region<'scope, 'env: 'scope> {
@@ -218,6 +219,45 @@ impl<'scope, 'env> Region<'scope, 'env> {
         R: Send + Sync + 'static,
     {
         let info = info::<F>(std::panic::Location::caller());
+        self.launch(info, accesses, move |pointers| {
+            // SAFETY: passed on from `launch`.
+            Ok(unsafe { A::call(pointers, f) })
+        })
+    }
+
+    /// Like [`spawn`](Region::spawn) for a task that returns `Result`: an `Err` fails the
+    /// task, the tasks that depend on it do not run, and the region returns the error.
+    #[track_caller]
+    pub fn try_spawn<A, F, R, E>(&'scope self, accesses: A, f: F) -> Handle<R>
+    where
+        A: Accesses<F, Result<R, E>>,
+        F: Send + 'scope,
+        R: Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let info = info::<F>(std::panic::Location::caller());
+        self.launch(info, accesses, move |pointers| {
+            // SAFETY: passed on from `launch`.
+            unsafe { A::call(pointers, f) }.map_err(|e| Error::TaskFailed {
+                task: info.name(),
+                location: info.location,
+                source: Arc::from(e.into()),
+            })
+        })
+    }
+
+    /// Orders a task after the earlier tasks its accesses conflict with and spawns it.
+    /// `call` must use the pointers only as the accesses declare (`A::call` does).
+    fn launch<A, F, R, Out>(
+        &'scope self,
+        info: TaskInfo,
+        accesses: A,
+        call: impl FnOnce(Vec<ErasedAccess>) -> Result<R, Error> + Send + 'scope,
+    ) -> Handle<R>
+    where
+        A: Accesses<F, Out>,
+        R: Send + Sync + 'static,
+    {
         let objects = accesses.objects();
         for (i, (id, writes)) in objects.iter().enumerate() {
             if objects[..i]
@@ -247,17 +287,16 @@ impl<'scope, 'env> Region<'scope, 'env> {
             }
         }
         let pointers = accesses.erase();
-        let body = move || -> R {
-            // SAFETY: this task runs after every earlier conflicting task (its inputs), and
-            // later conflicting tasks wait for it, so its declared accesses are exclusive
-            // where they write and shared where they read.
-            unsafe { A::call(pointers, f) }
-        };
-        let body: Box<dyn FnOnce() -> R + Send + 'scope> = Box::new(body);
+        // This task runs after every earlier conflicting task (its inputs), and later
+        // conflicting tasks wait for it, so its declared accesses are exclusive where they
+        // write and shared where they read.
+        let body = move || call(pointers);
+        let body: Box<dyn FnOnce() -> Result<R, Error> + Send + 'scope> = Box::new(body);
         // SAFETY: the region waits for every task it spawned before `datadeps` returns
         // (also when the region's closure panics), so nothing the task borrows for
         // 'scope is used after 'scope ends.
-        let body: Box<dyn FnOnce() -> R + Send + 'static> = unsafe { std::mem::transmute(body) };
+        let body: Box<dyn FnOnce() -> Result<R, Error> + Send + 'static> =
+            unsafe { std::mem::transmute(body) };
         let handle = spawn_job(self.shared.clone(), info, after, body);
         let done: Arc<dyn AnyTask> = handle.task.clone();
         for &(id, writes) in &objects {

@@ -271,21 +271,22 @@ pub(crate) fn wait_any(task: &dyn AnyTask) -> Result<(), Error> {
     }
 }
 
-/// Spawns a type-erased body that runs after `after` (for regions).
+/// Spawns a type-erased body that runs after `after` (for regions); an `Err` fails the
+/// task and its dependents.
 pub(crate) fn spawn_job<R: Send + Sync + 'static>(
     shared: Arc<Shared>,
     info: TaskInfo,
     after: Vec<Arc<dyn AnyTask>>,
-    body: Box<dyn FnOnce() -> R + Send>,
+    body: Box<dyn FnOnce() -> Result<R, Error> + Send>,
 ) -> Handle<R> {
     struct After<R> {
         after: Vec<Arc<dyn AnyTask>>,
-        body: Box<dyn FnOnce() -> R + Send>,
+        body: Box<dyn FnOnce() -> Result<R, Error> + Send>,
     }
     impl<R> Job<R> for After<R> {
         fn run(self) -> Result<R, Error> {
             drop(self.after);
-            Ok((self.body)())
+            (self.body)()
         }
         fn inputs(&self, each: &mut dyn FnMut(&Header)) {
             self.after.iter().for_each(|t| each(t.header()))

@@ -1,0 +1,312 @@
+//! Tiled linear algebra: transpose, matrix multiply, Cholesky and a triangular solve.
+//! Block kernels come from faer, run sequentially inside each task (the parallelism is
+//! the graph's). Cholesky and the solve are written with a data-dependency region.
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{
+    cholesky_in_place, cholesky_in_place_scratch, LltError, LltRegularization,
+};
+use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::{Accum, Par};
+
+use dagger_core::{datadeps, spawn, spawn_with, Error, Handle};
+
+use crate::block::Block;
+use crate::darray::DArray;
+use crate::element::{Element, Real};
+use crate::layout::{Layout, Shape};
+
+/// Cholesky found a pivot that is not positive: the matrix is not positive definite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotPositiveDefinite {
+    /// The row (and column) of the pivot, in the whole matrix.
+    pub row: usize,
+}
+
+impl std::fmt::Display for NotPositiveDefinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the matrix is not positive definite: the pivot of row {} is not positive",
+            self.row
+        )
+    }
+}
+
+impl std::error::Error for NotPositiveDefinite {}
+
+/// A handle whose value is already known.
+fn ready<T: Element>(block: Block<T>) -> Handle<Block<T>> {
+    spawn(move || block)
+}
+
+impl<T: Element> DArray<T> {
+    /// The transpose (a task per block).
+    pub fn transpose(&self) -> DArray<T> {
+        let Layout { shape, block, .. } = self.layout;
+        let layout = Layout {
+            shape: Shape {
+                rows: shape.cols,
+                cols: shape.rows,
+            },
+            block: Shape {
+                rows: block.cols,
+                cols: block.rows,
+            },
+            ndim: 2,
+        };
+        let blocks = layout
+            .blocks()
+            .map(|(bi, bj)| {
+                let source = &self.blocks[self.layout.index(bj, bi)];
+                spawn_with(source, |b: &Block<T>| b.transposed())
+            })
+            .collect();
+        DArray { layout, blocks }
+    }
+}
+
+impl<T: Real> DArray<T> {
+    /// The matrix product `self * other`: one task per result block, each summing the
+    /// products of a block row of `self` and a block column of `other` with faer.
+    /// `self`'s column blocks must match `other`'s row blocks.
+    pub fn matmul(&self, other: &DArray<T>) -> Result<DArray<T>, Error> {
+        let (a, b) = (self.layout, other.layout);
+        if a.shape.cols != b.shape.rows {
+            return Err(Error::InvalidUse(format!(
+                "matmul: a {} matrix cannot multiply a {} matrix (inner sizes {} and {} differ)",
+                a.shape, b.shape, a.shape.cols, b.shape.rows
+            )));
+        }
+        if a.block.cols != b.block.rows {
+            return Err(Error::InvalidUse(format!(
+                "matmul: the column blocks of the left matrix ({}) must match the row blocks of \
+                 the right one ({}); re-block one of them",
+                a.block.cols, b.block.rows
+            )));
+        }
+        let layout = Layout::new(
+            Shape {
+                rows: a.shape.rows,
+                cols: b.shape.cols,
+            },
+            Shape {
+                rows: a.block.rows,
+                cols: b.block.cols,
+            },
+            2,
+        )?;
+        let inner = a.grid().1;
+        let blocks = layout
+            .blocks()
+            .map(|(bi, bj)| {
+                let row: Vec<_> = (0..inner)
+                    .map(|k| self.blocks[a.index(bi, k)].clone())
+                    .collect();
+                let col: Vec<_> = (0..inner)
+                    .map(|k| other.blocks[b.index(k, bj)].clone())
+                    .collect();
+                let shape = layout.block_at(bi, bj).2;
+                spawn_with(
+                    (&row, &col),
+                    move |row: Vec<&Block<T>>, col: Vec<&Block<T>>| {
+                        let mut c = Block::filled(shape, T::from_f64(0.0));
+                        for (x, y) in row.iter().zip(&col) {
+                            matmul(
+                                c.as_faer_mut(),
+                                Accum::Add,
+                                x.as_faer(),
+                                y.as_faer(),
+                                T::from_f64(1.0),
+                                Par::Seq,
+                            );
+                        }
+                        c
+                    },
+                )
+            })
+            .collect();
+        Ok(DArray { layout, blocks })
+    }
+
+    fn square_blocks(&self, what: &str) -> Result<usize, Error> {
+        let Layout { shape, block, .. } = self.layout;
+        if shape.rows != shape.cols {
+            return Err(Error::InvalidUse(format!(
+                "{what} needs a square matrix, not {shape}"
+            )));
+        }
+        if block.rows != block.cols {
+            return Err(Error::InvalidUse(format!(
+                "{what} needs square blocks, not {block}; re-block the matrix"
+            )));
+        }
+        Ok(self.layout.grid().0)
+    }
+
+    /// Waits for the blocks and copies them out (row-major block order).
+    fn tiles(&self) -> Result<Vec<Block<T>>, Error> {
+        self.blocks.iter().map(|h| h.fetch_ref().cloned()).collect()
+    }
+
+    /// The Cholesky factor `L` (lower triangular, `self = L Lᵀ`) of a symmetric positive
+    /// definite matrix, tiled: for each diagonal block a factorization, triangular solves
+    /// below it, and updates of the trailing blocks, ordered by a data-dependency region.
+    /// Only the lower triangle of `self` is read. A matrix that is not positive definite
+    /// is an error whose source is [`NotPositiveDefinite`].
+    pub fn cholesky(&self) -> Result<DArray<T>, Error> {
+        let n = self.square_blocks("cholesky")?;
+        let layout = self.layout;
+        let mut tiles = self.tiles()?;
+        let minus_one = T::from_f64(-1.0);
+        datadeps(|r| {
+            let tile: Vec<_> = tiles.iter_mut().map(|t| r.data(t)).collect();
+            let at = |i: usize, j: usize| tile[layout.index(i, j)];
+            for k in 0..n {
+                let first_row = k * layout.block.rows;
+                r.try_spawn(at(k, k).write(), move |akk: &mut Block<T>| {
+                    factor(akk, first_row)
+                });
+                for i in k + 1..n {
+                    r.spawn(
+                        (at(k, k).read(), at(i, k).write()),
+                        |l: &Block<T>, a: &mut Block<T>| {
+                            // a <- a L⁻ᵀ, that is: solve L xᵀ = aᵀ in place.
+                            solve_lower_triangular_in_place(
+                                l.as_faer(),
+                                a.as_faer_mut().transpose_mut(),
+                                Par::Seq,
+                            );
+                        },
+                    );
+                }
+                for i in k + 1..n {
+                    for j in k + 1..=i {
+                        let update = move |x: &Block<T>, y: &Block<T>, a: &mut Block<T>| {
+                            matmul(
+                                a.as_faer_mut(),
+                                Accum::Add,
+                                x.as_faer(),
+                                y.as_faer().transpose(),
+                                minus_one,
+                                Par::Seq,
+                            );
+                        };
+                        if i == j {
+                            r.spawn(
+                                (at(i, k).read(), at(i, i).write()),
+                                move |x: &Block<T>, a: &mut Block<T>| update(x, x, a),
+                            );
+                        } else {
+                            r.spawn((at(i, k).read(), at(j, k).read(), at(i, j).write()), update);
+                        }
+                    }
+                }
+            }
+        })?;
+        // L is the lower triangle: clear what lies above it.
+        let zero = T::from_f64(0.0);
+        for (bi, bj) in layout.blocks() {
+            let t = &mut tiles[layout.index(bi, bj)];
+            if bj > bi {
+                t.as_mut_slice().fill(zero);
+            } else if bi == bj {
+                let cols = t.shape().cols;
+                for (p, x) in t.as_mut_slice().iter_mut().enumerate() {
+                    if p % cols > p / cols {
+                        *x = zero;
+                    }
+                }
+            }
+        }
+        Ok(DArray {
+            layout,
+            blocks: tiles.into_iter().map(ready).collect(),
+        })
+    }
+
+    /// Solves `L X = B` for `X`, where `self` is lower triangular (`L`, as from
+    /// [`cholesky`](DArray::cholesky)) and `b` has as many rows, in the same row blocks.
+    /// Tiled forward substitution in a data-dependency region.
+    pub fn solve_lower_triangular(&self, b: &DArray<T>) -> Result<DArray<T>, Error> {
+        let n = self.square_blocks("solve_lower_triangular")?;
+        let (l, bl) = (self.layout, b.layout);
+        if bl.shape.rows != l.shape.rows || bl.block.rows != l.block.rows {
+            return Err(Error::InvalidUse(format!(
+                "solve_lower_triangular: the right-hand side ({} in blocks of {}) must have {} \
+                 rows in blocks of {} rows, like the matrix",
+                bl.shape, bl.block, l.shape.rows, l.block.rows
+            )));
+        }
+        let l_tiles = self.tiles()?;
+        for d in 0..n {
+            let t = &l_tiles[l.index(d, d)];
+            let size = t.shape().rows;
+            if let Some(p) = (0..size).find(|&p| *t.at(p, p) == T::from_f64(0.0)) {
+                return Err(Error::InvalidUse(format!(
+                    "solve_lower_triangular: the matrix is singular (zero at diagonal {})",
+                    d * l.block.rows + p
+                )));
+            }
+        }
+        let mut x_tiles = b.tiles()?;
+        let cols = bl.grid().1;
+        let minus_one = T::from_f64(-1.0);
+        let l_tiles = &l_tiles;
+        datadeps(|r| {
+            let x: Vec<_> = x_tiles.iter_mut().map(|t| r.data(t)).collect();
+            for i in 0..n {
+                for j in 0..cols {
+                    for k in 0..i {
+                        let lik = &l_tiles[l.index(i, k)];
+                        r.spawn(
+                            (x[bl.index(k, j)].read(), x[bl.index(i, j)].write()),
+                            move |xk: &Block<T>, xi: &mut Block<T>| {
+                                matmul(
+                                    xi.as_faer_mut(),
+                                    Accum::Add,
+                                    lik.as_faer(),
+                                    xk.as_faer(),
+                                    minus_one,
+                                    Par::Seq,
+                                );
+                            },
+                        );
+                    }
+                    let lii = &l_tiles[l.index(i, i)];
+                    r.spawn(x[bl.index(i, j)].write(), move |xi: &mut Block<T>| {
+                        solve_lower_triangular_in_place(lii.as_faer(), xi.as_faer_mut(), Par::Seq);
+                    });
+                }
+            }
+        })?;
+        Ok(DArray {
+            layout: bl,
+            blocks: x_tiles.into_iter().map(ready).collect(),
+        })
+    }
+}
+
+/// Factors one diagonal block in place (lower triangle), with faer, sequentially.
+fn factor<T: Real>(a: &mut Block<T>, first_row: usize) -> Result<(), NotPositiveDefinite> {
+    let n = a.shape().rows;
+    let mut memory = MemBuffer::new(cholesky_in_place_scratch::<T>(
+        n,
+        Par::Seq,
+        Default::default(),
+    ));
+    let stack = MemStack::new(&mut memory);
+    match cholesky_in_place(
+        a.as_faer_mut(),
+        LltRegularization::default(),
+        Par::Seq,
+        stack,
+        Default::default(),
+    ) {
+        Ok(_) => Ok(()),
+        Err(LltError::NonPositivePivot { index }) => Err(NotPositiveDefinite {
+            row: first_row + index,
+        }),
+    }
+}

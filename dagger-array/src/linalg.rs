@@ -158,11 +158,24 @@ impl<T: Real> DArray<T> {
     pub fn cholesky(&self) -> Result<DArray<T>, Error> {
         let n = self.square_blocks("cholesky")?;
         let layout = self.layout;
-        let mut tiles = self.tiles()?;
+        // Copy the lower blocks in parallel (tasks), then own them.
+        let copies: Vec<Option<Handle<Block<T>>>> = layout
+            .blocks()
+            .map(|(i, j)| {
+                (j <= i).then(|| spawn_with(&self.blocks[layout.index(i, j)], Block::clone))
+            })
+            .collect();
+        let mut tiles: Vec<Option<Block<T>>> = copies
+            .into_iter()
+            .map(|copy| copy.map(Handle::fetch).transpose())
+            .collect::<Result<_, _>>()?;
         let minus_one = T::from_f64(-1.0);
         datadeps(|r| {
-            let tile: Vec<_> = tiles.iter_mut().map(|t| r.data(t)).collect();
-            let at = |i: usize, j: usize| tile[layout.index(i, j)];
+            let tile: Vec<_> = tiles
+                .iter_mut()
+                .map(|t| t.as_mut().map(|t| r.data(t)))
+                .collect();
+            let at = |i: usize, j: usize| tile[layout.index(i, j)].expect("a lower block");
             for k in 0..n {
                 let first_row = k * layout.block.rows;
                 r.try_spawn(at(k, k).write(), move |akk: &mut Block<T>| {
@@ -205,25 +218,20 @@ impl<T: Real> DArray<T> {
                 }
             }
         })?;
-        // L is the lower triangle: clear what lies above it.
+        // L is the lower triangle; the blocks above it are zeros.
         let zero = T::from_f64(0.0);
-        for (bi, bj) in layout.blocks() {
-            let t = &mut tiles[layout.index(bi, bj)];
-            if bj > bi {
-                t.as_mut_slice().fill(zero);
-            } else if bi == bj {
-                let cols = t.shape().cols;
-                for (p, x) in t.as_mut_slice().iter_mut().enumerate() {
-                    if p % cols > p / cols {
-                        *x = zero;
-                    }
+        let blocks = layout
+            .blocks()
+            .zip(tiles)
+            .map(|((i, j), tile)| match tile {
+                Some(tile) => ready(tile),
+                None => {
+                    let shape = layout.block_at(i, j).2;
+                    spawn(move || Block::filled(shape, zero))
                 }
-            }
-        }
-        Ok(DArray {
-            layout,
-            blocks: tiles.into_iter().map(ready).collect(),
-        })
+            })
+            .collect();
+        Ok(DArray { layout, blocks })
     }
 
     /// Solves `L X = B` for `X`, where `self` is lower triangular (`L`, as from
@@ -288,23 +296,30 @@ impl<T: Real> DArray<T> {
     }
 }
 
-/// Factors one diagonal block in place (lower triangle), with faer, sequentially.
+/// Factors one diagonal block in place, with faer, and clears its upper triangle. The
+/// diagonal blocks are the critical path, so faer may use the runtime's idle workers for
+/// them (nested fork-join on the same pool).
 fn factor<T: Real>(a: &mut Block<T>, first_row: usize) -> Result<(), NotPositiveDefinite> {
     let n = a.shape().rows;
-    let mut memory = MemBuffer::new(cholesky_in_place_scratch::<T>(
-        n,
-        Par::Seq,
-        Default::default(),
-    ));
+    let par = Par::rayon(0);
+    let mut memory = MemBuffer::new(cholesky_in_place_scratch::<T>(n, par, Default::default()));
     let stack = MemStack::new(&mut memory);
     match cholesky_in_place(
         a.as_faer_mut(),
         LltRegularization::default(),
-        Par::Seq,
+        par,
         stack,
         Default::default(),
     ) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            let zero = T::from_f64(0.0);
+            for (p, x) in a.as_mut_slice().iter_mut().enumerate() {
+                if p % n > p / n {
+                    *x = zero;
+                }
+            }
+            Ok(())
+        }
         Err(LltError::NonPositivePivot { index }) => Err(NotPositiveDefinite {
             row: first_row + index,
         }),

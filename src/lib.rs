@@ -368,6 +368,13 @@ extern crate self as dagger;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+/// Blocked arrays (feature `array`): Dagger's `DArray`, where every operation is a graph
+/// of block tasks. See [`DArray`](array::DArray).
+#[cfg(feature = "array")]
+pub mod array {
+    pub use dagger_array::*;
+}
+
 /// The body of a `#[task(cuda)]` function (generated code; not a public API).
 #[cfg(feature = "cuda")]
 #[doc(hidden)]

@@ -7,7 +7,9 @@ use faer::linalg::cholesky::llt::factor::{
     cholesky_in_place, cholesky_in_place_scratch, LltError, LltRegularization,
 };
 use faer::linalg::matmul::matmul;
-use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::linalg::triangular_solve::{
+    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
+};
 use faer::{Accum, Par};
 
 use dagger_core::{datadeps, spawn, spawn_with, Error, Handle};
@@ -238,12 +240,35 @@ impl<T: Real> DArray<T> {
     /// [`cholesky`](DArray::cholesky)) and `b` has as many rows, in the same row blocks.
     /// Tiled forward substitution in a data-dependency region.
     pub fn solve_lower_triangular(&self, b: &DArray<T>) -> Result<DArray<T>, Error> {
-        let n = self.square_blocks("solve_lower_triangular")?;
+        self.triangular_solve(b, false)
+    }
+
+    /// Solves `Lᵀ X = B` for `X`, where `self` is lower triangular: tiled backward
+    /// substitution. With [`solve_lower_triangular`](DArray::solve_lower_triangular), this
+    /// solves `A X = B` from the Cholesky factor of `A` ([`cholesky_solve`](DArray::cholesky_solve)).
+    pub fn solve_lower_transposed(&self, b: &DArray<T>) -> Result<DArray<T>, Error> {
+        self.triangular_solve(b, true)
+    }
+
+    /// Solves `A X = B` given `self = L`, the Cholesky factor of `A`: `L Y = B`, then
+    /// `Lᵀ X = Y`, both tiled.
+    pub fn cholesky_solve(&self, b: &DArray<T>) -> Result<DArray<T>, Error> {
+        let y = self.solve_lower_triangular(b)?;
+        self.solve_lower_transposed(&y)
+    }
+
+    fn triangular_solve(&self, b: &DArray<T>, transposed: bool) -> Result<DArray<T>, Error> {
+        let what = if transposed {
+            "solve_lower_transposed"
+        } else {
+            "solve_lower_triangular"
+        };
+        let n = self.square_blocks(what)?;
         let (l, bl) = (self.layout, b.layout);
         if bl.shape.rows != l.shape.rows || bl.block.rows != l.block.rows {
             return Err(Error::InvalidUse(format!(
-                "solve_lower_triangular: the right-hand side ({} in blocks of {}) must have {} \
-                 rows in blocks of {} rows, like the matrix",
+                "{what}: the right-hand side ({} in blocks of {}) must have {} rows in blocks \
+                 of {} rows, like the matrix",
                 bl.shape, bl.block, l.shape.rows, l.block.rows
             )));
         }
@@ -253,7 +278,7 @@ impl<T: Real> DArray<T> {
             let size = t.shape().rows;
             if let Some(p) = (0..size).find(|&p| *t.at(p, p) == T::from_f64(0.0)) {
                 return Err(Error::InvalidUse(format!(
-                    "solve_lower_triangular: the matrix is singular (zero at diagonal {})",
+                    "{what}: the matrix is singular (zero at diagonal {})",
                     d * l.block.rows + p
                 )));
             }
@@ -264,17 +289,28 @@ impl<T: Real> DArray<T> {
         let l_tiles = &l_tiles;
         datadeps(|r| {
             let x: Vec<_> = x_tiles.iter_mut().map(|t| r.data(t)).collect();
-            for i in 0..n {
+            // Forward: rows 0..n, each after the ones above. Backward (Lᵀ): the reverse,
+            // with Lᵀ's block (i, k) being L's block (k, i) transposed.
+            let order: Vec<usize> = if transposed {
+                (0..n).rev().collect()
+            } else {
+                (0..n).collect()
+            };
+            for (step, &i) in order.iter().enumerate() {
                 for j in 0..cols {
-                    for k in 0..i {
-                        let lik = &l_tiles[l.index(i, k)];
+                    for &k in &order[..step] {
+                        let factor = if transposed {
+                            l_tiles[l.index(k, i)].as_faer().transpose()
+                        } else {
+                            l_tiles[l.index(i, k)].as_faer()
+                        };
                         r.spawn(
                             (x[bl.index(k, j)].read(), x[bl.index(i, j)].write()),
                             move |xk: &Block<T>, xi: &mut Block<T>| {
                                 matmul(
                                     xi.as_faer_mut(),
                                     Accum::Add,
-                                    lik.as_faer(),
+                                    factor,
                                     xk.as_faer(),
                                     minus_one,
                                     Par::Seq,
@@ -284,7 +320,19 @@ impl<T: Real> DArray<T> {
                     }
                     let lii = &l_tiles[l.index(i, i)];
                     r.spawn(x[bl.index(i, j)].write(), move |xi: &mut Block<T>| {
-                        solve_lower_triangular_in_place(lii.as_faer(), xi.as_faer_mut(), Par::Seq);
+                        if transposed {
+                            solve_upper_triangular_in_place(
+                                lii.as_faer().transpose(),
+                                xi.as_faer_mut(),
+                                Par::Seq,
+                            );
+                        } else {
+                            solve_lower_triangular_in_place(
+                                lii.as_faer(),
+                                xi.as_faer_mut(),
+                                Par::Seq,
+                            );
+                        }
                     });
                 }
             }

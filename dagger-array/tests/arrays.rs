@@ -150,12 +150,13 @@ proptest! {
         let a = spd(n, seed);
         let b = dense(n, rhs, seed + 3);
         let (aa, bb) = (a.clone(), b.clone());
-        let (l, x) = watchdog(60, move || {
+        let (l, x, solved) = watchdog(60, move || {
             let da = DArray::from_vec(aa, (n, n), (block, block)).unwrap();
             let l = da.cholesky().unwrap();
             let db = DArray::from_vec(bb, (n, rhs), (block, 2)).unwrap();
             let x = l.solve_lower_triangular(&db).unwrap();
-            (l.collect().unwrap(), x.collect().unwrap())
+            let solved = l.cholesky_solve(&db).unwrap();
+            (l.collect().unwrap(), x.collect().unwrap(), solved.collect().unwrap())
         });
         for i in 0..n {
             for j in i + 1..n {
@@ -175,6 +176,10 @@ proptest! {
         let lx = dense_matmul(&l, &x, n, n, rhs);
         for (g, w) in lx.iter().zip(&b) {
             prop_assert!((g - w).abs() <= 1e-8 * (1.0 + w.abs()), "L X = B: {} vs {}", g, w);
+        }
+        let ax = dense_matmul(&a, &solved, n, n, rhs);
+        for (g, w) in ax.iter().zip(&b) {
+            prop_assert!((g - w).abs() <= 1e-8 * (1.0 + w.abs()) * n as f64, "A X = B: {} vs {}", g, w);
         }
     }
 

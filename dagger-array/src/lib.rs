@@ -4,7 +4,9 @@
 //! operations overlap. Results are waited for only when asked for.
 //!
 //! Block kernels (matrix multiply, Cholesky, triangular solve) are faer's, run
-//! sequentially inside each task: the parallelism comes from the graph.
+//! sequentially inside each task: the parallelism comes from the graph. With the `cuda`
+//! feature, `DArray::to_device` puts the blocks on a GPU as a `DeviceArray`, whose
+//! matrix multiply is cuBLAS and element-wise work NVRTC kernels, one stream per task.
 //!
 //! ```
 //! use dagger_array::DArray;
@@ -23,6 +25,8 @@
 
 mod block;
 mod darray;
+#[cfg(feature = "cuda")]
+mod device;
 mod element;
 mod elementwise;
 mod layout;
@@ -32,6 +36,8 @@ mod stencil;
 
 pub use block::Block;
 pub use darray::DArray;
+#[cfg(feature = "cuda")]
+pub use device::{DeviceArray, DeviceReal};
 pub use element::{Element, Real};
 pub use layout::{Layout, Shape};
 pub use linalg::NotPositiveDefinite;

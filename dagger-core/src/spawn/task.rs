@@ -62,6 +62,9 @@ pub(crate) enum Waiter {
 pub(crate) struct WaitNode {
     next: *mut WaitNode,
     waiter: Waiter,
+    /// Part of a task's own allocation (its first input's link) rather than boxed: the
+    /// waiter it holds keeps that task, and so the node, alive until it is taken out.
+    inline: bool,
 }
 
 /// The part of a task that waiters and handles need, whatever its value type.
@@ -130,13 +133,21 @@ impl Header {
         let node = Box::into_raw(Box::new(WaitNode {
             next: ptr::null_mut(),
             waiter,
+            inline: false,
         }));
+        // SAFETY: `node` is a fresh box; on failure it was not published and is ours.
+        unsafe { self.push(node) }.map_err(|()| unsafe { Box::from_raw(node) }.waiter)
+    }
+
+    /// Adds `node` to the waiters, or fails (leaving it unpublished) if the task is done.
+    ///
+    /// # Safety
+    /// `node` is valid, not in any list, and stays valid until `close` takes it out.
+    unsafe fn push(&self, node: *mut WaitNode) -> Result<(), ()> {
         let mut head = self.waiters.load(Ordering::Acquire);
         loop {
             if head == CLOSED {
-                // SAFETY: `node` came from `Box::into_raw` above and was never published.
-                let node = unsafe { Box::from_raw(node) };
-                return Err(node.waiter);
+                return Err(());
             }
             // SAFETY: the node is still ours until the CAS below publishes it.
             unsafe { (*node).next = head };
@@ -171,17 +182,29 @@ impl Header {
             node = next;
         }
         while !reversed.is_null() {
-            // SAFETY: as above; each node is freed exactly once here.
-            let boxed = unsafe { Box::from_raw(reversed) };
-            reversed = boxed.next;
-            each(boxed.waiter);
+            let node = reversed;
+            // SAFETY: as above. An inline node lives in its waiter's task, which the
+            // waiter keeps alive: read everything before moving the waiter out. A boxed
+            // node is freed exactly once here.
+            let waiter = unsafe {
+                reversed = (*node).next;
+                if (*node).inline {
+                    ptr::read(&(*node).waiter)
+                } else {
+                    Box::from_raw(node).waiter
+                }
+            };
+            each(waiter);
         }
     }
 }
 
 impl Drop for Header {
     fn drop(&mut self) {
-        self.close(drop);
+        // A finished task closed its list already (the common case: no atomic needed).
+        if *self.waiters.get_mut() != CLOSED {
+            self.close(drop);
+        }
         let failure = *self.failure.get_mut();
         if !failure.is_null() {
             // SAFETY: the failure was boxed by `set_failure` and is owned by the header.
@@ -232,6 +255,8 @@ pub(crate) struct Task<T, J> {
     /// Inputs not finished yet, plus one held while the task subscribes to them.
     pending: AtomicUsize,
     shared: Arc<Shared>,
+    /// The waiter node for the first input, in this allocation (no box for it).
+    link: UnsafeCell<std::mem::MaybeUninit<WaitNode>>,
 }
 
 // SAFETY: `value` is written once by the thread that claimed the task, before `DONE` is
@@ -251,14 +276,37 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
             job: UnsafeCell::new(Some(job)),
             pending: AtomicUsize::new(1),
             shared,
+            link: UnsafeCell::new(std::mem::MaybeUninit::uninit()),
         });
         // SAFETY: no other thread can run or cancel the task before `pending` reaches
         // zero, which needs the guard released below, so reading the job is fine.
         let job = unsafe { (*task.job.get()).as_ref() }.expect("a new task has its job");
         let mut already_done = 0;
+        let mut link_used = false;
         job.inputs(&mut |input: &Header| {
             task.pending.fetch_add(1, Ordering::Relaxed);
-            if input.subscribe(Waiter::Task(task.clone())).is_err() {
+            let subscribed = if link_used {
+                input.subscribe(Waiter::Task(task.clone())).is_ok()
+            } else {
+                link_used = true;
+                let node = task.link.get().cast::<WaitNode>();
+                // SAFETY: the link is used once, here; the node holds an `Arc` of this
+                // task, so its memory stays valid while any list holds it. If the push
+                // fails, the node was not published and its waiter is taken back.
+                unsafe {
+                    node.write(WaitNode {
+                        next: ptr::null_mut(),
+                        waiter: Waiter::Task(task.clone()),
+                        inline: true,
+                    });
+                    let pushed = input.push(node).is_ok();
+                    if !pushed {
+                        drop(ptr::read(&(*node).waiter));
+                    }
+                    pushed
+                }
+            };
+            if !subscribed {
                 already_done += 1;
                 if let Some(failure) = input.failure() {
                     task.header

@@ -83,6 +83,8 @@ impl<T> Drop for DeviceBuffer<T> {
         let Some(slice) = self.slice.take() else {
             return;
         };
+        // The free below is a driver call on this thread: it needs the device's context.
+        let _ = self.gpu.inner.ctx.bind_to_thread();
         // The memory is freed in its allocation stream's order: make that stream wait for
         // every operation still using it, wherever it runs.
         let log = self.log.get_mut().unwrap_or_else(|e| e.into_inner());

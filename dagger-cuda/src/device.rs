@@ -311,6 +311,10 @@ impl Gpu {
         if !*PRESENT.get_or_init(|| unsafe { cudarc::cublas::sys::is_culib_present() }) {
             return Err(no_library("cuBLAS (libcublas)", "matrix multiply"));
         }
+        self.inner
+            .ctx
+            .bind_to_thread()
+            .map_err(|e| driver(e, self.what("binding the context")))?;
         let mut slot = self.inner.blas[index]
             .lock()
             .unwrap_or_else(|e| e.into_inner());

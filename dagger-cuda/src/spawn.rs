@@ -21,6 +21,10 @@ pub fn when_done(stream: &Stream, then: impl FnOnce(Result<(), Error>) + Send + 
         let then = unsafe { Box::from_raw(data.cast::<Callback>()) };
         then(Ok(()));
     }
+    if let Err(error) = stream.gpu().context().bind_to_thread() {
+        then(Err(driver(error, stream.gpu().what("binding the context"))));
+        return;
+    }
     let boxed: Box<Callback> = Box::new(Box::new(then));
     let data = Box::into_raw(boxed).cast::<c_void>();
     // SAFETY: `trampoline` takes back ownership of `data` when CUDA calls it.

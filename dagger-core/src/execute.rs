@@ -240,6 +240,7 @@ impl<'a> Run<'a> {
         let (device, bytes_moved) = take_device_notes();
         let ended = TaskEnd {
             run: observed.info.id,
+            graph: Some(self.graph),
             node,
             name: desc.name(),
             location: desc.location(),

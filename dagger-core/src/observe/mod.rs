@@ -115,6 +115,8 @@ pub struct TaskEnd<'a> {
     pub start: Timestamp,
     /// When it ended.
     pub end: Timestamp,
+    /// The static graph the task is node `node` of (`dag!` runs); `None` for spawned tasks.
+    pub graph: Option<&'static crate::graph::Graph>,
     /// The device and stream it ran on, for GPU tasks.
     pub device: Option<(&'a str, u32)>,
     /// Bytes it copied between host and device.

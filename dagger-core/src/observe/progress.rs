@@ -132,6 +132,7 @@ mod tests {
         for node in 0..2 {
             let end = TaskEnd {
                 run: 7,
+                graph: None,
                 node,
                 name: "t",
                 location: crate::Location::__new("f", 1, 1),

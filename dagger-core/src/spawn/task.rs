@@ -517,6 +517,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
             let (device, bytes_moved) = take_device_notes();
             let end = TaskEnd {
                 run: start.run,
+                graph: None,
                 node: start.node,
                 name: start.name,
                 location: start.location,

@@ -306,6 +306,24 @@
 //! # Ok::<(), dagger::Error>(())
 //! ```
 //!
+//! A region task that returns `Result` goes through `Region::try_spawn`: an `Err` fails it,
+//! the tasks ordered after it do not run, and the region returns the error. Values made
+//! outside the runtime (a GPU callback, an I/O thread) enter the graph through
+//! [`promise`]: a [`Handle`] that tasks can depend on, and a [`Promise`] that completes it.
+//!
+//! ## GPU tasks and blocked arrays (features `cuda` and `array`)
+//!
+//! With feature `cuda`, a function marked `#[task(cuda)]` takes a stream as its first
+//! parameter, which callers leave out; the runtime lends each call the next stream of the
+//! device's pool, and buffers order their uses across streams on the GPU. `dagger::cuda`
+//! has the device model (devices, buffers, copies, NVRTC kernels, cuBLAS) and the `upload`
+//! and `download` tasks; its module documentation is the GPU manual. CUDA is loaded at run
+//! time: without it every GPU call returns an [`Error::Device`].
+//!
+//! With feature `array`, `dagger::array::DArray` is a blocked array whose operations
+//! (element-wise, reductions, transpose, tiled matmul, Cholesky, triangular solves,
+//! Jacobi) are graphs of block tasks, with faer's kernels inside the blocks.
+//!
 //! ## Seeing what ran
 //!
 //! Observers sit beside execution: a [`observe::Observer`] attached to a runtime is told

@@ -1,5 +1,5 @@
 //! GPU tasks on CUDA streams (feature `cuda`): everything of the `dagger-cuda` crate,
-//! plus [`upload`] and [`download`] as tasks for `dag!` and `spawn`.
+//! plus [`upload()`] and [`download()`] as tasks for `dag!` and `spawn`.
 //!
 //! A GPU task is a function marked `#[task(cuda)]` whose first parameter receives a
 //! [`Stream`]; callers (plain calls, `dag!`, `spawn`) leave that parameter out, and the

@@ -3,7 +3,8 @@
 //!
 //! A GPU task is a function marked `#[task(cuda)]` whose first parameter receives a
 //! [`Stream`]; callers (plain calls, `dag!`, `spawn`) leave that parameter out, and the
-//! runtime lends the task the next compute stream of the current device. The task queues
+//! runtime lends the task a compute stream of the current device, placed at its first
+//! operation (the stream that last wrote its buffers, else the next in turn). The task queues
 //! work on the stream and returns at once; later GPU tasks are ordered after it on the GPU
 //! through the buffers they share, and host copies complete when the data has landed.
 //!

@@ -71,10 +71,35 @@ impl<E: StreamPoint> AccessLog<E> {
         self.last_write = Some(point);
     }
 
+    /// The stream of the last write, if any.
+    pub fn last_writer(&self) -> Option<StreamId> {
+        self.last_write.as_ref().map(StreamPoint::stream)
+    }
+
     /// Every operation still recorded (to wait for before the buffer is freed).
     pub fn pending(&self) -> impl Iterator<Item = &E> {
         self.last_write.iter().chain(&self.reads)
     }
+}
+
+/// The stream a new operation should go to so that it waits for as little as possible on
+/// other streams: the stream that last wrote a buffer the operation writes (a chain of
+/// updates stays on one stream), else one that last wrote a buffer it reads. `None` when
+/// its buffers have no history (then any stream will do: independent work spreads out).
+pub fn preferred_stream<'a, E: StreamPoint + 'a>(
+    uses: impl IntoIterator<Item = (&'a AccessLog<E>, bool)>,
+) -> Option<StreamId> {
+    let mut read_choice = None;
+    for (log, writes) in uses {
+        match (log.last_writer(), writes) {
+            (Some(stream), true) => return Some(stream),
+            (Some(stream), false) => {
+                read_choice.get_or_insert(stream);
+            }
+            (None, _) => {}
+        }
+    }
+    read_choice
 }
 
 #[cfg(test)]
@@ -136,5 +161,37 @@ mod tests {
             log.read(Point(i % 3, "r"));
         }
         assert_eq!(log.pending().count(), 3, "one read per stream is enough");
+    }
+
+    #[test]
+    fn a_new_operation_prefers_the_stream_that_wrote_what_it_writes() {
+        let (mut x, mut y, z) = (
+            AccessLog::default(),
+            AccessLog::default(),
+            AccessLog::<Point>::default(),
+        );
+        assert_eq!(
+            preferred_stream([(&x, true), (&z, false)]),
+            None,
+            "no history: free choice"
+        );
+        x.write(Point(2, "x"));
+        y.write(Point(1, "y"));
+        assert_eq!(
+            preferred_stream([(&x, false), (&y, true)]),
+            Some(s(1)),
+            "the written buffer wins"
+        );
+        assert_eq!(
+            preferred_stream([(&x, false), (&z, true)]),
+            Some(s(2)),
+            "else a read one"
+        );
+        y.read(Point(3, "r"));
+        assert_eq!(
+            preferred_stream([(&y, true)]),
+            Some(s(1)),
+            "reads do not move the writer"
+        );
     }
 }

@@ -183,8 +183,13 @@ impl<T: Element> HostCopy<T> {
 
 impl crate::Stream {
     /// A device buffer of `len` zeros, allocated and zeroed in this stream's order (so
-    /// that a kernel on this stream can fill it without waiting for another stream).
+    /// that a kernel on this stream can fill it without waiting for another stream). On a
+    /// lent stream that no operation has placed yet, the zeroing goes to the upload stream
+    /// instead, so that the buffers the task reads still choose its stream.
     pub fn zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, Error> {
+        if !self.is_placed() {
+            return self.gpu().upload_stream().zeros(len);
+        }
         let gpu = self.gpu();
         let mut buffer = gpu.alloc::<T>(len, self)?;
         let (slice, log) = buffer.parts_mut();

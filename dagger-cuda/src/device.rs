@@ -207,12 +207,18 @@ impl Gpu {
         self.inner.compute.len()
     }
 
-    /// The next compute stream, in turn: independent tasks land on different streams.
+    /// A compute stream for a task, chosen at its first operation: the one that last wrote
+    /// the buffers it uses, so that dependent work stays on one stream, or else the next in
+    /// turn, so that independent work spreads over the pool.
     pub fn stream(&self) -> Stream {
-        self.compute_stream(self.inner.next.next())
+        Stream::lent(self.clone(), self.inner.next.next())
     }
 
-    /// Compute stream `index` (modulo the number of streams).
+    pub(crate) fn compute_handle(&self, index: usize) -> Arc<CudaStream> {
+        self.inner.compute[index].clone()
+    }
+
+    /// Compute stream `index` (modulo the number of streams), fixed.
     pub fn compute_stream(&self, index: usize) -> Stream {
         let index = index % self.inner.compute.len();
         Stream::new(self.clone(), index, self.inner.compute[index].clone())

@@ -2,7 +2,7 @@
 //! operations their buffers depend on (on any stream), without blocking the CPU.
 
 use std::ffi::c_void;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::result::CublasError;
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
@@ -10,26 +10,32 @@ use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
 use dagger_core::Error;
 
-use crate::access::{AccessLog, StreamId};
+use crate::access::{preferred_stream, AccessLog, StreamId};
 use crate::buffer::DeviceBuffer;
 use crate::device::{current, Gpu};
 use crate::error::{bad_input, driver};
 use crate::event::Recorded;
 use crate::kernel::Kernel;
 
-/// One stream of one device.
+/// One stream of one device. A stream lent to a task (`Gpu::stream`, `with_stream`) is
+/// picked at its first operation: the stream that last wrote the buffers the operation
+/// writes (or reads), so that a chain of dependent GPU tasks stays on one stream with no
+/// cross-stream waits; with no such history, the next stream in turn, so that independent
+/// tasks spread over the pool.
 #[derive(Clone)]
 pub struct Stream {
     gpu: Gpu,
-    index: usize,
-    cuda: Arc<CudaStream>,
+    /// The stream's index and handle, once chosen.
+    chosen: OnceLock<(usize, Arc<CudaStream>)>,
+    /// The compute stream a lent stream takes when its buffers show no preference.
+    fallback: usize,
 }
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream")
             .field("device", &self.gpu.info().ordinal)
-            .field("index", &self.index)
+            .field("index", &self.chosen.get().map(|(index, _)| *index))
             .finish()
     }
 }
@@ -42,8 +48,59 @@ pub(crate) enum Use {
 }
 
 impl Stream {
+    /// A given stream.
     pub(crate) fn new(gpu: Gpu, index: usize, cuda: Arc<CudaStream>) -> Self {
-        Stream { gpu, index, cuda }
+        Stream {
+            gpu,
+            chosen: OnceLock::from((index, cuda)),
+            fallback: index,
+        }
+    }
+
+    /// A compute stream chosen at the first operation (`fallback` if nothing is preferred).
+    pub(crate) fn lent(gpu: Gpu, fallback: usize) -> Self {
+        Stream {
+            gpu,
+            chosen: OnceLock::new(),
+            fallback,
+        }
+    }
+
+    /// Whether the stream is fixed (given, or chosen by a first operation).
+    pub(crate) fn is_placed(&self) -> bool {
+        self.chosen.get().is_some()
+    }
+
+    /// The chosen stream (the fallback if no operation chose one yet).
+    fn chosen(&self) -> &(usize, Arc<CudaStream>) {
+        self.chosen.get_or_init(|| self.compute(self.fallback))
+    }
+
+    fn compute(&self, index: usize) -> (usize, Arc<CudaStream>) {
+        self.note_stream(index);
+        (index, self.gpu.compute_handle(index))
+    }
+
+    /// Picks the stream for the first operation, from the history of its buffers.
+    pub(crate) fn settle(&self, uses: &[(&Mutex<AccessLog<Recorded>>, Use)]) {
+        if self.chosen.get().is_some() {
+            return;
+        }
+        let guards: Vec<_> = uses
+            .iter()
+            .map(|(log, how)| {
+                (
+                    log.lock().unwrap_or_else(|e| e.into_inner()),
+                    matches!(how, Use::Write),
+                )
+            })
+            .collect();
+        let preferred = preferred_stream(guards.iter().map(|(log, writes)| (&**log, *writes)));
+        drop(guards);
+        let index = preferred
+            .filter(|id| id.device == self.gpu.inner.id && id.index < self.gpu.compute_streams())
+            .map_or(self.fallback, |id| id.index);
+        self.chosen.get_or_init(|| self.compute(index));
     }
 
     /// Its device.
@@ -51,21 +108,25 @@ impl Stream {
         &self.gpu
     }
 
-    /// Which stream it is.
+    /// Which stream it is (for a lent stream, this chooses it if no operation did yet).
     pub fn id(&self) -> StreamId {
-        self.gpu.stream_id(self.index)
+        self.gpu.stream_id(self.chosen().0)
     }
 
     /// Tells observers that the running task uses this stream (and moves `bytes`).
     pub(crate) fn note(&self, bytes: usize) {
-        dagger_core::observe::note_device(self.gpu.inner.label, self.index as u32);
+        self.note_stream(self.chosen().0);
         if bytes > 0 {
             dagger_core::observe::note_bytes_moved(bytes as u64);
         }
     }
 
+    fn note_stream(&self, index: usize) {
+        dagger_core::observe::note_device(self.gpu.inner.label, index as u32);
+    }
+
     pub(crate) fn cuda(&self) -> &Arc<CudaStream> {
-        &self.cuda
+        &self.chosen().1
     }
 
     /// Queues `kernel`; add its arguments in order, then call
@@ -85,6 +146,7 @@ impl Stream {
         &self,
         logs: &[(&Mutex<AccessLog<Recorded>>, Use)],
     ) -> Result<(), Error> {
+        self.settle(logs);
         let id = self.id();
         for (log, how) in logs {
             let log = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -93,7 +155,7 @@ impl Stream {
                 Use::Write => log.before_write(id),
             };
             for point in waits {
-                self.cuda
+                self.cuda()
                     .wait(point.event())
                     .map_err(|e| driver(e, self.gpu.what("making a stream wait for an event")))?;
             }
@@ -169,7 +231,7 @@ impl Stream {
             beta,
             ldc: ni.max(1),
         };
-        self.gpu.with_blas(self.index, |blas| {
+        self.gpu.with_blas(self.chosen().0, |blas| {
             // SAFETY: the lengths were checked above against m, n and k, and the
             // leading dimensions match the row-major layout.
             unsafe { T::gemm(blas, config, b.slice(), a.slice(), c_slice) }
@@ -199,14 +261,14 @@ impl Stream {
             .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
             .map_err(|e| driver(e, self.gpu.what("creating a timing event")))?;
         event
-            .record(&self.cuda)
+            .record(self.cuda())
             .map_err(|e| driver(e, self.gpu.what("recording a timing event")))?;
         Ok(Timestamp(event))
     }
 
     /// Blocks until everything queued on this stream is done.
     pub fn synchronize(&self) -> Result<(), Error> {
-        self.cuda
+        self.cuda()
             .synchronize()
             .map_err(|e| driver(e, self.gpu.what("synchronizing a stream")))
     }
@@ -339,7 +401,7 @@ impl<'a> Launch<'a> {
                 config.grid_dim,
                 config.block_dim,
                 config.shared_mem_bytes,
-                self.stream.cuda.cu_stream(),
+                self.stream.cuda().cu_stream(),
                 &mut params,
             )
         }
@@ -348,12 +410,10 @@ impl<'a> Launch<'a> {
     }
 }
 
-/// Runs the body of a `#[task(cuda)]` task: lends it the next compute stream of the
-/// current device ([`current`]). Work it queues runs asynchronously; later GPU tasks
+/// Runs the body of a `#[task(cuda)]` task: lends it a compute stream of the current
+/// device ([`current`]), placed at its first operation (see [`Stream`]). Work it queues runs asynchronously; later GPU tasks
 /// are ordered after it through its buffers, and host copies wait for it.
 pub fn with_stream<T, E: From<Error>>(body: impl FnOnce(&Stream) -> Result<T, E>) -> Result<T, E> {
     let gpu = current()?;
-    let stream = gpu.stream();
-    stream.note(0);
-    body(&stream)
+    body(&gpu.stream())
 }

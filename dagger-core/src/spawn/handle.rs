@@ -32,6 +32,9 @@ impl<T> std::fmt::Debug for Handle<T> {
     }
 }
 
+/// Rounds a waiting worker keeps looking for work before it starts to sleep.
+const SPIN_ROUNDS: u32 = 64;
+
 /// Blocks until `header`'s task is done. A worker thread runs other tasks meanwhile, so
 /// tasks that wait for tasks (recursive spawning) cannot starve the pool.
 pub(crate) fn wait_for(header: &Header) {
@@ -40,8 +43,17 @@ pub(crate) fn wait_for(header: &Header) {
     }
     if rayon::current_thread_index().is_some() {
         let mut subscribed = false;
+        let mut idle = 0u32;
         while !header.is_done() {
             if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+                idle = 0;
+                continue;
+            }
+            // Nothing to run. Stay ready to steal for a while (work that becomes ready on
+            // another worker is not announced to this thread), then sleep in growing steps.
+            idle += 1;
+            if idle <= SPIN_ROUNDS {
+                std::thread::yield_now();
                 continue;
             }
             if !subscribed {
@@ -54,7 +66,8 @@ pub(crate) fn wait_for(header: &Header) {
                 }
             }
             // Woken when the task is done; the timeout lets it pick up new work meanwhile.
-            std::thread::park_timeout(Duration::from_micros(200));
+            let step = u64::from(idle - SPIN_ROUNDS).min(20) * 10;
+            std::thread::park_timeout(Duration::from_micros(step));
         }
     } else {
         if header

@@ -390,3 +390,36 @@ fn a_promise_owned_by_a_task_that_did_not_run_fails_with_the_root_cause() {
         );
     });
 }
+
+#[test]
+fn wide_fan_outs_run_every_dependent_once_on_their_own_runtime() {
+    watchdog(60, || {
+        for threads in [1, 2, 4] {
+            let rt = runtime(threads);
+            let other = runtime(2);
+            let (gate, go) = rt.promise::<u64>();
+            // Two tasks that finish with many dependents ready at once: one whose
+            // dependents all belong to its runtime (queued in batches), one with some on
+            // another runtime (queued one by one).
+            let root = rt.spawn_with(&gate, |g: &u64| *g);
+            let mixed_root = rt.spawn_with(&gate, |g: &u64| *g + 1);
+            let runs = Arc::new(AtomicUsize::new(0));
+            let leaf = |rt: &Runtime, root: &Handle<u64>, i: u64| {
+                let runs = runs.clone();
+                rt.spawn_with(root, move |r: &u64| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    mix(*r, i)
+                })
+            };
+            let mut leaves: Vec<Handle<u64>> = (0..5_000).map(|i| leaf(&rt, &root, i)).collect();
+            leaves.extend((0..30).map(|i| leaf(&rt, &mixed_root, i)));
+            leaves.extend((0..40).map(|i| leaf(&other, &mixed_root, 30 + i)));
+            let total = rt.spawn_with(leaves, |v: Vec<u64>| v.iter().fold(0u64, |a, &b| a ^ b));
+            assert!(go.complete(Ok(7)));
+            let want = (0..5_000u64).fold(0, |a, i| a ^ mix(7, i))
+                ^ (0..70u64).fold(0, |a, i| a ^ mix(8, i));
+            assert_eq!(total.fetch().unwrap(), want, "threads = {threads}");
+            assert_eq!(runs.load(Ordering::Relaxed), 5_070);
+        }
+    });
+}

@@ -372,7 +372,7 @@ struct Ready {
 impl Ready {
     /// Queues all but the first, which is returned.
     fn dispatch(self) -> Option<Arc<dyn Runnable>> {
-        self.rest.into_iter().for_each(schedule);
+        schedule_all(self.rest);
         self.first
     }
 }
@@ -416,7 +416,8 @@ impl<T: Send + Sync + 'static> Promised<T> {
         // SAFETY: this thread claimed the task just above.
         let ready = unsafe { finish(&self.header, &self.value, value) };
         drop(self);
-        ready.rest.into_iter().chain(ready.first).for_each(schedule);
+        schedule_all(ready.rest);
+        ready.first.into_iter().for_each(schedule);
         true
     }
 
@@ -575,6 +576,35 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Completion<T> for Task<T, J>
 pub(crate) fn schedule(task: Arc<dyn Runnable>) {
     let shared = task.shared().clone();
     shared.pool.spawn(move || run_chain(task));
+}
+
+/// Below this many, ready tasks are queued one job each; above, in batches.
+const BATCH: usize = 16;
+
+/// Queues ready tasks. Many at once (a fan-out) go as one job that splits itself in
+/// halves for idle workers to steal, instead of one job (one allocation) per task.
+fn schedule_all(tasks: Vec<Arc<dyn Runnable>>) {
+    let Some(first) = tasks.first() else {
+        return;
+    };
+    let shared = first.shared().clone();
+    let same_runtime = tasks.iter().all(|t| Arc::ptr_eq(t.shared(), &shared));
+    if tasks.len() <= BATCH || !same_runtime {
+        tasks.into_iter().for_each(schedule);
+        return;
+    }
+    let pool = shared.clone();
+    shared.pool.spawn(move || run_batch(&pool, tasks));
+}
+
+/// Runs a batch of ready tasks of one runtime, first handing halves to other workers.
+fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<Arc<dyn Runnable>>) {
+    while tasks.len() > BATCH {
+        let half = tasks.split_off(tasks.len() / 2);
+        let pool = shared.clone();
+        shared.pool.spawn(move || run_batch(&pool, half));
+    }
+    tasks.into_iter().for_each(run_chain);
 }
 
 /// Runs a task, then each dependent it made ready, as long as they belong to the same

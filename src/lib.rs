@@ -314,8 +314,9 @@
 //! ## GPU tasks and blocked arrays (features `cuda` and `array`)
 //!
 //! With feature `cuda`, a function marked `#[task(cuda)]` takes a stream as its first
-//! parameter, which callers leave out; the runtime lends each call the next stream of the
-//! device's pool, and buffers order their uses across streams on the GPU. `dagger::cuda`
+//! parameter, which callers leave out; the runtime lends each call a stream of the
+//! device's pool (the one that last wrote its buffers, else the next in turn), and buffers
+//! order their uses across streams on the GPU. `dagger::cuda`
 //! has the device model (devices, buffers, copies, NVRTC kernels, cuBLAS) and the `upload`
 //! and `download` tasks; its module documentation is the GPU manual. CUDA is loaded at run
 //! time: without it every GPU call returns an [`Error::Device`].

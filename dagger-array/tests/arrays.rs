@@ -1,27 +1,13 @@
 //! Blocked arrays against dense references, over random shapes and block sizes (ragged
 //! edge blocks included), and the errors for bad input. Every test runs under a watchdog.
 
-use std::sync::mpsc;
-use std::time::Duration;
+#[path = "../../tests/common/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
 
 use dagger_array::{DArray, NotPositiveDefinite, Shape};
 use dagger_core::Error;
 use proptest::prelude::*;
-
-fn watchdog<T: Send + 'static>(seconds: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(seconds)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: no result after {seconds} s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
-            Err(payload) => std::panic::resume_unwind(payload),
-            Ok(()) => unreachable!(),
-        },
-    }
-}
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))

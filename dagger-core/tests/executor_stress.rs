@@ -3,9 +3,11 @@
 //! injected at random nodes. Each test has a watchdog so a lost wake-up fails instead of
 //! hanging.
 
+#[path = "../../tests/common/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use dagger_core::__macro_support::{execute, NodeCell, RunNode};
 use dagger_core::{Edge, Error, Graph, Hazard, Location, Node, NodeKind, Runtime, Schedule};
@@ -150,21 +152,6 @@ where
         .map(|&c| std::sync::atomic::AtomicU32::new(c))
         .collect();
     execute(rt, graph, &refs, &counters)
-}
-
-fn watchdog(seconds: u64, f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(seconds)) {
-        Ok(()) => handle.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            std::panic::resume_unwind(handle.join().unwrap_err())
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: no result after {seconds} s"),
-    }
 }
 
 #[test]

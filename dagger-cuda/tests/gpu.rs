@@ -3,26 +3,12 @@
 //! timestamps), that dependencies across streams and between CPU and GPU hold, and that
 //! nothing leaks over many runs.
 
-use std::sync::mpsc;
-use std::time::Duration;
+#[path = "../../tests/common/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
 
 use dagger_core::{Error, Runtime};
 use dagger_cuda::{spawn_download, DeviceBuffer, Gpu, Kernel, LaunchConfig, StreamCounts};
-
-fn watchdog<T: Send + 'static>(seconds: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(seconds)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: no result after {seconds} s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
-            Err(payload) => std::panic::resume_unwind(payload),
-            Ok(()) => unreachable!(),
-        },
-    }
-}
 
 static SAXPY: Kernel = Kernel::new(
     "saxpy",

@@ -12,38 +12,36 @@ use crate::element::Real;
 use crate::layout::{Layout, Shape};
 
 /// Element types for device arrays.
-pub trait DeviceReal: Real + Float + dagger_cuda::Element {
+pub trait DeviceReal: Real + Float {
     #[doc(hidden)]
     fn scale_kernel() -> &'static Kernel;
 }
 
-static SCALE_F32: Kernel = Kernel::new(
-    "dagger_scale_f32",
-    r#"extern "C" __global__ void dagger_scale_f32(const float* x, float* out, float a, unsigned long long n) {
-        unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
-        if (i < n) out[i] = a * x[i];
-    }"#,
-);
-
-static SCALE_F64: Kernel = Kernel::new(
-    "dagger_scale_f64",
-    r#"extern "C" __global__ void dagger_scale_f64(const double* x, double* out, double a, unsigned long long n) {
-        unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
-        if (i < n) out[i] = a * x[i];
-    }"#,
-);
-
-impl DeviceReal for f32 {
-    fn scale_kernel() -> &'static Kernel {
-        &SCALE_F32
-    }
+/// `out = a * x`, for the element type `T` (defined before it).
+macro_rules! scale_source {
+    () => {
+        r#"
+extern "C" __global__ void dagger_scale(const T* x, T* out, T a, unsigned long long n) {
+    unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+    if (i < n) out[i] = a * x[i];
+}"#
+    };
 }
 
-impl DeviceReal for f64 {
-    fn scale_kernel() -> &'static Kernel {
-        &SCALE_F64
-    }
+/// `DeviceReal` for a type and its CUDA C name.
+macro_rules! device_real {
+    ($($t:ty => $c:literal),*) => {$(
+        impl DeviceReal for $t {
+            fn scale_kernel() -> &'static Kernel {
+                static SCALE: Kernel =
+                    Kernel::new("dagger_scale", concat!("typedef ", $c, " T;", scale_source!()));
+                &SCALE
+            }
+        }
+    )*};
 }
+
+device_real!(f32 => "float", f64 => "double");
 
 /// A blocked array whose blocks live on one CUDA device (row-major in each block).
 pub struct DeviceArray<T> {
@@ -160,35 +158,14 @@ impl<T: DeviceReal> DeviceArray<T> {
     /// cuBLAS multiplies on a stream of the pool (blocks of `self`'s row and `other`'s
     /// column are ordered on the GPU, not waited for).
     pub fn matmul(&self, other: &DeviceArray<T>) -> Result<DeviceArray<T>, Error> {
-        let (a, b) = (self.layout, other.layout);
-        if a.shape.cols != b.shape.rows || a.block.cols != b.block.rows {
-            return Err(Error::InvalidUse(format!(
-                "matmul: a {} matrix in blocks of {} cannot multiply a {} matrix in blocks of {}",
-                a.shape, a.block, b.shape, b.block
-            )));
-        }
-        let layout = Layout::new(
-            Shape {
-                rows: a.shape.rows,
-                cols: b.shape.cols,
-            },
-            Shape {
-                rows: a.block.rows,
-                cols: b.block.cols,
-            },
-            2,
-        )?;
-        let inner = a.grid().1;
+        let a = self.layout;
+        let layout = a.product(&other.layout)?;
         let blocks = layout
             .blocks()
             .map(|(bi, bj)| {
-                let row: Vec<_> = (0..inner)
-                    .map(|k| self.blocks[a.index(bi, k)].clone())
-                    .collect();
-                let col: Vec<_> = (0..inner)
-                    .map(|k| other.blocks[b.index(k, bj)].clone())
-                    .collect();
-                let sizes: Vec<usize> = (0..inner).map(|k| a.block_at(bi, k).2.cols).collect();
+                let (row, col) =
+                    a.product_operands(&self.blocks, (&other.layout, &other.blocks), (bi, bj));
+                let sizes: Vec<usize> = (0..a.grid().1).map(|k| a.block_at(bi, k).2.cols).collect();
                 let shape = layout.block_at(bi, bj).2;
                 let gpu = self.gpu.clone();
                 try_spawn_with(

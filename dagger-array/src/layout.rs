@@ -103,6 +103,52 @@ impl Layout {
         ))
     }
 
+    /// The layout of the matrix product `self * right`, or why the two do not multiply
+    /// (inner sizes or blocks that differ).
+    pub(crate) fn product(&self, right: &Layout) -> Result<Layout, Error> {
+        let (a, b) = (self, right);
+        if a.shape.cols != b.shape.rows {
+            return Err(Error::InvalidUse(format!(
+                "matmul: a {} matrix cannot multiply a {} matrix (inner sizes {} and {} differ)",
+                a.shape, b.shape, a.shape.cols, b.shape.rows
+            )));
+        }
+        if a.block.cols != b.block.rows {
+            return Err(Error::InvalidUse(format!(
+                "matmul: the column blocks of the left matrix ({}) must match the row blocks of \
+                 the right one ({}); re-block one of them",
+                a.block.cols, b.block.rows
+            )));
+        }
+        let shape = Shape {
+            rows: a.shape.rows,
+            cols: b.shape.cols,
+        };
+        let block = Shape {
+            rows: a.block.rows,
+            cols: b.block.cols,
+        };
+        Layout::new(shape, block, 2)
+    }
+
+    /// For block (bi, bj) of a product: block row `bi` of the left operand and block
+    /// column `bj` of the right one (`self` is the left operand's layout).
+    pub(crate) fn product_operands<X: Clone>(
+        &self,
+        left: &[X],
+        right: (&Layout, &[X]),
+        (bi, bj): (usize, usize),
+    ) -> (Vec<X>, Vec<X>) {
+        let inner = self.grid().1;
+        let row = (0..inner)
+            .map(|k| left[self.index(bi, k)].clone())
+            .collect();
+        let col = (0..inner)
+            .map(|k| right.1[right.0.index(k, bj)].clone())
+            .collect();
+        (row, col)
+    }
+
     /// Every block: (bi, bj).
     pub fn blocks(&self) -> impl Iterator<Item = (usize, usize)> {
         let (r, c) = self.grid();

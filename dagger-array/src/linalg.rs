@@ -74,41 +74,15 @@ impl<T: Real> DArray<T> {
     /// products of a block row of `self` and a block column of `other` with faer.
     /// `self`'s column blocks must match `other`'s row blocks.
     pub fn matmul(&self, other: &DArray<T>) -> Result<DArray<T>, Error> {
-        let (a, b) = (self.layout, other.layout);
-        if a.shape.cols != b.shape.rows {
-            return Err(Error::InvalidUse(format!(
-                "matmul: a {} matrix cannot multiply a {} matrix (inner sizes {} and {} differ)",
-                a.shape, b.shape, a.shape.cols, b.shape.rows
-            )));
-        }
-        if a.block.cols != b.block.rows {
-            return Err(Error::InvalidUse(format!(
-                "matmul: the column blocks of the left matrix ({}) must match the row blocks of \
-                 the right one ({}); re-block one of them",
-                a.block.cols, b.block.rows
-            )));
-        }
-        let layout = Layout::new(
-            Shape {
-                rows: a.shape.rows,
-                cols: b.shape.cols,
-            },
-            Shape {
-                rows: a.block.rows,
-                cols: b.block.cols,
-            },
-            2,
-        )?;
-        let inner = a.grid().1;
+        let layout = self.layout.product(&other.layout)?;
         let blocks = layout
             .blocks()
             .map(|(bi, bj)| {
-                let row: Vec<_> = (0..inner)
-                    .map(|k| self.blocks[a.index(bi, k)].clone())
-                    .collect();
-                let col: Vec<_> = (0..inner)
-                    .map(|k| other.blocks[b.index(k, bj)].clone())
-                    .collect();
+                let (row, col) = self.layout.product_operands(
+                    &self.blocks,
+                    (&other.layout, &other.blocks),
+                    (bi, bj),
+                );
                 let shape = layout.block_at(bi, bj).2;
                 spawn_with(
                     (&row, &col),

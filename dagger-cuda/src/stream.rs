@@ -295,9 +295,7 @@ impl Timestamp {
 }
 
 /// Element types cuBLAS multiplies (`f32`, `f64`).
-pub trait Float:
-    DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Send + Sync + 'static
-{
+pub trait Float: crate::Element {
     #[doc(hidden)]
     /// # Safety
     /// As cuBLAS `gemm`: the buffers hold what `config` says.

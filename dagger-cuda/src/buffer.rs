@@ -306,9 +306,9 @@ impl Gpu {
             .cuda()
             .memcpy_dtoh(src.slice(), &mut pinned)
             .map_err(|e| driver(e, self.what("copying to the host")))?;
-        stream.mark_done(&[(src.log(), Use::Read)])?;
+        let done = stream.mark_done_at(&[(src.log(), Use::Read)])?;
         Ok(HostCopy {
-            done: self.record(&stream)?,
+            done,
             pinned: (!src.is_empty()).then_some(pinned),
         })
     }

@@ -168,6 +168,14 @@ impl Stream {
         &self,
         logs: &[(&Mutex<AccessLog<Recorded>>, Use)],
     ) -> Result<(), Error> {
+        self.mark_done_at(logs).map(drop)
+    }
+
+    /// Like `mark_done`, and returns the point recorded (to poll for completion).
+    pub(crate) fn mark_done_at(
+        &self,
+        logs: &[(&Mutex<AccessLog<Recorded>>, Use)],
+    ) -> Result<Recorded, Error> {
         let point = self.gpu.record(self)?;
         for (log, how) in logs {
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,7 +184,7 @@ impl Stream {
                 Use::Write => log.write(point.clone()),
             }
         }
-        Ok(())
+        Ok(point)
     }
 
     /// Row-major matrix multiply `c = alpha * a * b + beta * c` with cuBLAS (this stream's

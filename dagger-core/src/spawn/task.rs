@@ -416,8 +416,9 @@ impl<T: Send + Sync + 'static> Promised<T> {
         // SAFETY: this thread claimed the task just above.
         let ready = unsafe { finish(&self.header, &self.value, value) };
         drop(self);
-        schedule_all(ready.rest);
-        ready.first.into_iter().for_each(schedule);
+        if let Some(first) = ready.dispatch() {
+            schedule(first);
+        }
         true
     }
 

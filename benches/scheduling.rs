@@ -4,7 +4,8 @@
 //! a finishing task runs one ready successor itself and spawns the rest), bare
 //! `rayon::scope` spawns, and `rayon::join` where the shape is recursive.
 //!
-//! `cargo bench --bench scheduling` (env: ROUNDS, default 5; SCALE, default 1.0)
+//! `cargo bench --bench scheduling [shape]` (env: ROUNDS, default 5; SCALE, default 1.0;
+//! THREADS, default both 1 and 2)
 
 mod common;
 
@@ -357,7 +358,13 @@ fn main() {
         ("fibonacci", fibonacci),
         ("static", static_dag),
     ];
-    for threads in [1, 2] {
+    // THREADS=1 or THREADS=2 runs one thread count only (for profiling).
+    let thread_counts: Vec<usize> = match std::env::var("THREADS").ok().and_then(|t| t.parse().ok())
+    {
+        Some(t) => vec![t],
+        None => vec![1, 2],
+    };
+    for threads in thread_counts {
         let (rt, pool) = common::runtimes(threads);
         if threads == 1 && only.as_deref().is_none_or(|o| o == "memory") {
             fan_memory(&rt);

@@ -423,3 +423,65 @@ fn wide_fan_outs_run_every_dependent_once_on_their_own_runtime() {
         }
     });
 }
+
+#[test]
+fn cancels_racing_with_finishing_inputs_lose_nothing_and_free_every_task() {
+    watchdog(120, || {
+        let rt = runtime(3);
+        let live = Arc::new(AtomicUsize::new(0));
+        for round in 0..300u64 {
+            let (gate, go) = rt.promise::<u64>();
+            let value = |offset: u64| {
+                let l = live.clone();
+                move |g: &u64| (g + offset, Tracked::new(&l))
+            };
+            let a = rt.spawn_with(&gate, value(1));
+            let b = rt.spawn_with(&gate, value(2));
+            // Two inputs each: these use the task's extra waiter links.
+            let joins: Vec<Handle<(u64, Tracked)>> = (0..12)
+                .map(|i| {
+                    let l = live.clone();
+                    rt.spawn_with((&a, &b), move |x: &(u64, Tracked), y: &(u64, Tracked)| {
+                        (mix(x.0 ^ y.0, i), Tracked::new(&l))
+                    })
+                })
+                .collect();
+            let ends: Vec<Handle<u64>> = joins
+                .iter()
+                .map(|j| rt.spawn_with(j, |v: &(u64, Tracked)| v.0))
+                .collect();
+            // Cancel every other join from another thread while the gate opens.
+            let victims: Vec<Handle<(u64, Tracked)>> = joins.iter().step_by(2).cloned().collect();
+            let canceller = std::thread::spawn(move || {
+                jitter(round);
+                victims.iter().map(|v| v.cancel()).collect::<Vec<bool>>()
+            });
+            jitter(round + 1);
+            assert!(go.complete(Ok(round)));
+            let cancelled = canceller.join().unwrap();
+            for (i, (join, end)) in joins.iter().zip(&ends).enumerate() {
+                let was_cancelled = i % 2 == 0 && cancelled[i / 2];
+                let want = mix((round + 1) ^ (round + 2), i as u64);
+                match end.wait() {
+                    Ok(()) => {
+                        assert!(!was_cancelled, "round {round}: a cancelled task ran");
+                        assert_eq!(end.fetch_ref().unwrap(), &want);
+                        assert_eq!(join.fetch_ref().unwrap().0, want);
+                    }
+                    Err(error) => {
+                        assert!(was_cancelled, "round {round}: {error}");
+                        assert!(error.is_cancelled(), "{error}");
+                    }
+                }
+            }
+            drop((a, b, joins, ends, gate));
+            // Every task is freed, with its value, once its last reference is gone.
+            let mut waited = 0;
+            while live.load(Ordering::SeqCst) != 0 && waited < 1000 {
+                std::thread::sleep(Duration::from_millis(1));
+                waited += 1;
+            }
+            assert_eq!(live.load(Ordering::SeqCst), 0, "round {round} leaked");
+        }
+    });
+}

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::BoxError;
 use crate::error::Error;
 use crate::runtime::Shared;
-use crate::spawn::{failed_handle, info, spawn_job, wait_any, AnyTask, Handle, TaskInfo};
+use crate::spawn::{failed_handle, info, spawn_job, wait_any, Handle, TaskInfo, TaskRef};
 
 /// A region in which tasks access data objects with declared modes.
 pub struct Region<'scope, 'env: 'scope> {
@@ -38,13 +38,13 @@ pub struct Region<'scope, 'env: 'scope> {
 #[derive(Default)]
 struct State {
     objects: Vec<ObjectState>,
-    tasks: Vec<Arc<dyn AnyTask>>,
+    tasks: Vec<TaskRef>,
 }
 
 #[derive(Default)]
 struct ObjectState {
-    writer: Option<Arc<dyn AnyTask>>,
-    readers: Vec<Arc<dyn AnyTask>>,
+    writer: Option<TaskRef>,
+    readers: Vec<TaskRef>,
 }
 
 /// A data object of a region: borrowed for the whole region, accessed by tasks through
@@ -273,7 +273,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
             }
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut after: Vec<Arc<dyn AnyTask>> = Vec::new();
+        let mut after: Vec<TaskRef> = Vec::new();
         for &(id, writes) in &objects {
             let object = &state.objects[id];
             if writes {
@@ -298,7 +298,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
         let body: Box<dyn FnOnce() -> Result<R, Error> + Send + 'static> =
             unsafe { std::mem::transmute(body) };
         let handle = spawn_job(self.shared.clone(), info, after, body);
-        let done: Arc<dyn AnyTask> = handle.task.clone();
+        let done = handle.task.clone();
         for &(id, writes) in &objects {
             let object = &mut state.objects[id];
             if writes {
@@ -331,7 +331,7 @@ where
     let tasks = std::mem::take(&mut region.state.lock().unwrap_or_else(|e| e.into_inner()).tasks);
     let mut first_failure = None;
     for task in &tasks {
-        if let Err(error) = wait_any(&**task) {
+        if let Err(error) = wait_any(task) {
             first_failure.get_or_insert(error);
         }
     }

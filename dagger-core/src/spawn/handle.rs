@@ -1,23 +1,32 @@
 //! `Handle<T>`: the future result of a spawned task.
 
-use std::sync::Arc;
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::task::{Completion, Header, Waiter};
+use super::task::{take_value, Header, TaskRef};
 use crate::error::Error;
 use crate::task::Location;
 
 /// The result of a spawned task, available once it has run. Cloning is cheap (the
 /// result is shared); passing a handle to `spawn_with` makes it an input of another task.
 pub struct Handle<T> {
-    pub(crate) task: Arc<dyn Completion<T>>,
+    pub(crate) task: TaskRef,
+    pub(crate) value: PhantomData<T>,
+}
+
+impl<T> Handle<T> {
+    /// The handle of a task whose value type is `T`.
+    pub(crate) fn of(task: TaskRef) -> Self {
+        Handle {
+            task,
+            value: PhantomData,
+        }
+    }
 }
 
 impl<T> Clone for Handle<T> {
     fn clone(&self) -> Self {
-        Handle {
-            task: self.task.clone(),
-        }
+        Handle::of(self.task.clone())
     }
 }
 
@@ -58,10 +67,7 @@ pub(crate) fn wait_for(header: &Header) {
             }
             if !subscribed {
                 subscribed = true;
-                if header
-                    .subscribe(Waiter::Thread(std::thread::current()))
-                    .is_err()
-                {
+                if !header.subscribe_thread(std::thread::current()) {
                     return;
                 }
             }
@@ -70,10 +76,7 @@ pub(crate) fn wait_for(header: &Header) {
             std::thread::park_timeout(Duration::from_micros(step));
         }
     } else {
-        if header
-            .subscribe(Waiter::Thread(std::thread::current()))
-            .is_err()
-        {
+        if !header.subscribe_thread(std::thread::current()) {
             return;
         }
         while !header.is_done() {
@@ -103,7 +106,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
         self.wait()?;
         // SAFETY: the task is done (`wait` saw `DONE` with Acquire) and succeeded, so the
         // value is stored and only a unique handle could take it; this one is borrowed.
-        Ok(unsafe { (*self.task.value().get()).as_ref() }.expect("a finished task has its value"))
+        Ok(unsafe { (*self.task.value::<T>().get()).as_ref() }
+            .expect("a finished task has its value"))
     }
 
     /// Blocks until the task has finished and returns its value: moved out when nothing
@@ -124,13 +128,11 @@ impl<T: Send + Sync + 'static> Handle<T> {
     where
         T: Clone,
     {
-        match Arc::get_mut(&mut self.task) {
-            // SAFETY: `get_mut` proves no other handle or task refers to the result.
-            Some(task) => {
-                unsafe { (*task.value().get()).take() }.expect("a finished task has its value")
-            }
-            // SAFETY: done and successful (the caller's precondition); shared read.
-            None => unsafe { (*self.task.value().get()).as_ref() }
+        // SAFETY: done and successful (the caller's precondition), of value type `T`.
+        match unsafe { take_value::<T>(&mut self.task) } {
+            Some(value) => value,
+            // SAFETY: as above; a shared read.
+            None => unsafe { (*self.task.value::<T>().get()).as_ref() }
                 .expect("a finished task has its value")
                 .clone(),
         }
@@ -139,7 +141,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// Cancels the task if it has not started: it will never run, and tasks that depend
     /// on it fail with [`Error::Cancelled`] as their root cause. Returns whether it did.
     pub fn cancel(&self) -> bool {
-        self.task.clone().cancel()
+        self.task.cancel()
     }
 
     /// The task's name.

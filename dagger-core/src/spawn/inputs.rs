@@ -19,6 +19,8 @@ pub trait Input: Send + 'static {
     where
         Self: 'a;
     #[doc(hidden)]
+    fn dependency_count(&self) -> usize;
+    #[doc(hidden)]
     fn each_dependency(&self, each: &mut dyn FnMut(&Header));
     #[doc(hidden)]
     fn value(&mut self) -> Self::Value<'_>;
@@ -43,6 +45,9 @@ pub struct AllByRef<T>(Vec<Handle<T>>);
 
 impl<T: Clone + Send + Sync + 'static> Input for ByValue<T> {
     type Value<'a> = T;
+    fn dependency_count(&self) -> usize {
+        1
+    }
     fn each_dependency(&self, each: &mut dyn FnMut(&Header)) {
         each(self.0.header())
     }
@@ -53,6 +58,9 @@ impl<T: Clone + Send + Sync + 'static> Input for ByValue<T> {
 
 impl<T: Send + Sync + 'static> Input for ByRef<T> {
     type Value<'a> = &'a T;
+    fn dependency_count(&self) -> usize {
+        1
+    }
     fn each_dependency(&self, each: &mut dyn FnMut(&Header)) {
         each(self.0.header())
     }
@@ -63,6 +71,9 @@ impl<T: Send + Sync + 'static> Input for ByRef<T> {
 
 impl<T: Clone + Send + Sync + 'static> Input for AllByValue<T> {
     type Value<'a> = Vec<T>;
+    fn dependency_count(&self) -> usize {
+        self.0.len()
+    }
     fn each_dependency(&self, each: &mut dyn FnMut(&Header)) {
         self.0.iter().for_each(|h| each(h.header()))
     }
@@ -73,6 +84,9 @@ impl<T: Clone + Send + Sync + 'static> Input for AllByValue<T> {
 
 impl<T: Send + Sync + 'static> Input for AllByRef<T> {
     type Value<'a> = Vec<&'a T>;
+    fn dependency_count(&self) -> usize {
+        self.0.len()
+    }
     fn each_dependency(&self, each: &mut dyn FnMut(&Header)) {
         self.0.iter().for_each(|h| each(h.header()))
     }

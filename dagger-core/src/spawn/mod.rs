@@ -4,20 +4,22 @@
 
 mod handle;
 mod inputs;
+mod memory;
 mod task;
 
 use std::sync::Arc;
 
 pub use handle::Handle;
 pub use inputs::{AllByRef, AllByValue, ByRef, ByValue, Input, IntoInput};
-pub(crate) use task::AnyTask;
+pub use memory::release_task_memory;
 pub use task::Header;
+pub(crate) use task::TaskRef;
 
 use crate::error::{BoxError, Error};
 use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
 use crate::task::Location;
 pub(crate) use task::TaskInfo;
-use task::{Job, Promised, Task};
+use task::{complete_promise, promised_runtime, Job, Promised, Task};
 
 /// The runtime that `spawn` uses here: the one whose worker this thread is (inside a
 /// task, a `dag!` node or `Runtime::install`), or else the default runtime.
@@ -39,6 +41,8 @@ pub trait IntoInputs {
 /// Calls `F` with the values of the inputs.
 pub trait Apply<F, R>: Send + 'static {
     #[doc(hidden)]
+    fn dependency_count(&self) -> usize;
+    #[doc(hidden)]
     fn each_dependency(&self, each: &mut dyn FnMut(&Header));
     #[doc(hidden)]
     fn apply(self, f: F) -> R;
@@ -59,6 +63,11 @@ macro_rules! tuple_inputs {
         where
             F: for<'a> FnOnce($($name::Value<'a>),*) -> R,
         {
+            #[allow(non_snake_case, unused_variables)]
+            fn dependency_count(&self) -> usize {
+                let ($($name,)*) = self;
+                0 $(+ $name.dependency_count())*
+            }
             #[allow(non_snake_case, unused_variables)]
             fn each_dependency(&self, each: &mut dyn FnMut(&Header)) {
                 let ($($name,)*) = self;
@@ -151,6 +160,9 @@ where
     fn run(self) -> Result<T, Error> {
         Ok(self.inputs.apply(self.f.0))
     }
+    fn input_count(&self) -> usize {
+        self.inputs.dependency_count()
+    }
     fn inputs(&self, each: &mut dyn FnMut(&Header)) {
         self.inputs.each_dependency(each)
     }
@@ -169,6 +181,9 @@ where
             location: info.location,
             source: Arc::from(e.into()),
         })
+    }
+    fn input_count(&self) -> usize {
+        self.inputs.dependency_count()
     }
     fn inputs(&self, each: &mut dyn FnMut(&Header)) {
         self.inputs.each_dependency(each)
@@ -189,7 +204,8 @@ where
 /// # Ok::<(), dagger_core::Error>(())
 /// ```
 pub struct Promise<T: Send + Sync + 'static> {
-    task: Option<Arc<Promised<T>>>,
+    task: Option<TaskRef>,
+    value: std::marker::PhantomData<T>,
 }
 
 impl<T: Send + Sync + 'static> Promise<T> {
@@ -200,7 +216,7 @@ impl<T: Send + Sync + 'static> Promise<T> {
         let Some(task) = self.task.take() else {
             return false;
         };
-        task.complete(outcome)
+        complete_promise::<T>(task, outcome)
     }
 
     /// Like [`complete`](Promise::complete), but done by one of the runtime's workers, so
@@ -210,9 +226,9 @@ impl<T: Send + Sync + 'static> Promise<T> {
         let Some(task) = self.task.take() else {
             return;
         };
-        let shared = task.shared().clone();
+        let shared = promised_runtime::<T>(&task);
         shared.pool.spawn(move || {
-            task.complete(outcome);
+            complete_promise::<T>(task, outcome);
         });
     }
 }
@@ -227,7 +243,7 @@ impl<T: Send + Sync + 'static> Drop for Promise<T> {
                     task.header().info.location
                 ))
             });
-            task.complete(Err(error));
+            complete_promise::<T>(task, Err(error));
         }
     }
 }
@@ -248,11 +264,20 @@ fn promise_on<T: Send + Sync + 'static>(
     };
     match runtime {
         Ok(shared) => {
-            let task = Promised::new(shared, info);
-            let handle = Handle { task: task.clone() };
-            (handle, Promise { task: Some(task) })
+            let (handle, promise) = Promised::<T>::create(shared, info);
+            let promise = Promise {
+                task: Some(promise),
+                value: std::marker::PhantomData,
+            };
+            (Handle::of(handle), promise)
         }
-        Err(error) => (failed_handle(info, error.clone()), Promise { task: None }),
+        Err(error) => {
+            let promise = Promise {
+                task: None,
+                value: std::marker::PhantomData,
+            };
+            (failed_handle(info, error.clone()), promise)
+        }
     }
 }
 
@@ -263,7 +288,7 @@ pub fn promise<T: Send + Sync + 'static>() -> (Handle<T>, Promise<T>) {
 }
 
 /// Waits for any task and returns its failure, if it failed.
-pub(crate) fn wait_any(task: &dyn AnyTask) -> Result<(), Error> {
+pub(crate) fn wait_any(task: &TaskRef) -> Result<(), Error> {
     handle::wait_for(task.header());
     match task.header().failure() {
         Some(error) => Err(error.clone()),
@@ -276,17 +301,20 @@ pub(crate) fn wait_any(task: &dyn AnyTask) -> Result<(), Error> {
 pub(crate) fn spawn_job<R: Send + Sync + 'static>(
     shared: Arc<Shared>,
     info: TaskInfo,
-    after: Vec<Arc<dyn AnyTask>>,
+    after: Vec<TaskRef>,
     body: Box<dyn FnOnce() -> Result<R, Error> + Send>,
 ) -> Handle<R> {
     struct After<R> {
-        after: Vec<Arc<dyn AnyTask>>,
+        after: Vec<TaskRef>,
         body: Box<dyn FnOnce() -> Result<R, Error> + Send>,
     }
     impl<R> Job<R> for After<R> {
         fn run(self) -> Result<R, Error> {
             drop(self.after);
             (self.body)()
+        }
+        fn input_count(&self) -> usize {
+            self.after.len()
         }
         fn inputs(&self, each: &mut dyn FnMut(&Header)) {
             self.after.iter().for_each(|t| each(t.header()))
@@ -314,9 +342,7 @@ pub(crate) fn info<F>(location: &'static std::panic::Location<'static>) -> TaskI
 
 /// A handle that already failed (the runtime could not be reached, or bad input).
 pub(crate) fn failed_handle<T: Send + Sync + 'static>(info: TaskInfo, error: Error) -> Handle<T> {
-    Handle {
-        task: task::Failed::new(info, error),
-    }
+    Handle::of(task::failed::<T>(info, error))
 }
 
 impl Runtime {
@@ -374,9 +400,7 @@ where
     T: Send + Sync + 'static,
     J: Job<T> + 'static,
 {
-    Handle {
-        task: Task::spawn(shared, info, job),
-    }
+    Handle::of(Task::spawn(shared, info, job))
 }
 
 /// Spawns `job` on `runtime`, or returns a handle that failed with the reason there is none.

@@ -1,18 +1,26 @@
 //! A dynamic task: its state, its value, the tasks and threads waiting for it, and the
-//! job that computes it, in one allocation.
+//! job that computes it, in one allocation with its own reference count.
 //!
 //! Life cycle: `PENDING` (waiting for inputs, or queued) -> `RUNNING` (claimed by exactly
 //! one of: the worker that runs it, or `cancel`) -> `DONE` (value or failure stored).
 //! Whoever claims the task stores the outcome, then closes the waiter list and notifies
 //! every waiter; the first dependent that becomes ready is returned so that the finishing
 //! worker runs it next (no queue round-trip on chains).
+//!
+//! Ownership: a task is counted by its handles plus one *ready reference*, held from its
+//! creation until it has been run (or found cancelled). Waiter lists point to dependents
+//! without counting: a dependent cannot be freed while it waits, because its ready
+//! reference is consumed only after every input has notified it. The count is ours, not
+//! an `Arc`'s: no weak count, and a unique owner frees without an atomic write.
 
 use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::memory;
 use crate::error::{panic_message, Error};
 use crate::observe::{
     clear_device_notes, next_id, take_device_notes, TaskEnd, TaskStart, Timestamp, Worker,
@@ -52,28 +60,44 @@ impl TaskInfo {
 }
 
 /// Something waiting for a task.
-pub(crate) enum Waiter {
-    /// A task that has this one as an input.
-    Task(Arc<dyn Dependent>),
-    /// A thread blocked in `wait` / `fetch`.
+enum Waiter {
+    /// A task that has this one as an input; the node lives in that task.
+    InlineTask(NonNull<Header>),
+    /// A thread blocked in `wait` / `fetch`; the node is boxed.
     Thread(std::thread::Thread),
 }
 
-pub(crate) struct WaitNode {
+struct WaitNode {
     next: *mut WaitNode,
     waiter: Waiter,
-    /// Part of a task's own allocation (its first input's link) rather than boxed: the
-    /// waiter it holds keeps that task, and so the node, alive until it is taken out.
-    inline: bool,
 }
 
-/// The part of a task that waiters and handles need, whatever its value type.
+/// What differs between kinds of task, called through the header.
+struct VTable {
+    /// Runs a ready task, or finds it cancelled; consumes its ready reference.
+    run: unsafe fn(NonNull<Header>) -> Ready,
+    /// One input finished (with its failure, if any). Returns whether the task is now
+    /// ready; its ready reference then passes to the caller.
+    input_done: unsafe fn(NonNull<Header>, Option<&Error>) -> bool,
+    /// The runtime that runs the task.
+    shared: unsafe fn(NonNull<Header>) -> Option<NonNull<Shared>>,
+    /// Cancels the task if it has not started; returns whether it did.
+    cancel: unsafe fn(NonNull<Header>) -> bool,
+    /// Frees the task (its count reached zero).
+    free: unsafe fn(NonNull<Header>),
+}
+
+/// The part of a task that waiters and handles need, whatever its value type. It starts
+/// every task's allocation, so a pointer to it is a pointer to the task.
 #[doc(hidden)]
+#[repr(C)]
 pub struct Header {
+    refs: AtomicUsize,
     state: AtomicU8,
     waiters: AtomicPtr<WaitNode>,
     /// The task's failure, boxed (failures are rare); set at most once, before `DONE`.
     failure: AtomicPtr<Error>,
+    vtable: &'static VTable,
     pub(crate) info: TaskInfo,
 }
 
@@ -84,11 +108,13 @@ unsafe impl Send for Header {}
 unsafe impl Sync for Header {}
 
 impl Header {
-    pub(crate) fn new(info: TaskInfo) -> Self {
+    fn new(info: TaskInfo, refs: usize, vtable: &'static VTable) -> Self {
         Header {
+            refs: AtomicUsize::new(refs),
             state: AtomicU8::new(PENDING),
             waiters: AtomicPtr::new(ptr::null_mut()),
             failure: AtomicPtr::new(ptr::null_mut()),
+            vtable,
             info,
         }
     }
@@ -108,7 +134,7 @@ impl Header {
     }
 
     /// Records a failure unless one is already recorded.
-    pub(crate) fn set_failure(&self, error: Error) {
+    fn set_failure(&self, error: Error) {
         let boxed = Box::into_raw(Box::new(error));
         // Memory ordering: Release publishes the boxed error; readers load with Acquire.
         if self
@@ -128,26 +154,32 @@ impl Header {
         (!failure.is_null()).then(|| unsafe { &*failure })
     }
 
-    /// Adds a waiter; gives it back if the task is already done.
-    pub(crate) fn subscribe(&self, waiter: Waiter) -> Result<(), Waiter> {
-        let node = Box::into_raw(Box::new(WaitNode {
+    /// Makes `thread` a waiter (it is unparked when the task is done). Returns `false`
+    /// if the task is already done.
+    pub(crate) fn subscribe_thread(&self, thread: std::thread::Thread) -> bool {
+        let node = boxed(WaitNode {
             next: ptr::null_mut(),
-            waiter,
-            inline: false,
-        }));
-        // SAFETY: `node` is a fresh box; on failure it was not published and is ours.
-        unsafe { self.push(node) }.map_err(|()| unsafe { Box::from_raw(node) }.waiter)
+            waiter: Waiter::Thread(thread),
+        });
+        // SAFETY: `node` is fresh; if the push fails it was not published.
+        let pushed = unsafe { self.push(node.as_ptr()) };
+        if !pushed {
+            // SAFETY: not published, still ours.
+            unsafe { unbox(node) };
+        }
+        pushed
     }
 
-    /// Adds `node` to the waiters, or fails (leaving it unpublished) if the task is done.
+    /// Adds `node` to the waiters, or returns `false` (leaving it unpublished) if the task
+    /// is done.
     ///
     /// # Safety
     /// `node` is valid, not in any list, and stays valid until `close` takes it out.
-    unsafe fn push(&self, node: *mut WaitNode) -> Result<(), ()> {
+    unsafe fn push(&self, node: *mut WaitNode) -> bool {
         let mut head = self.waiters.load(Ordering::Acquire);
         loop {
             if head == CLOSED {
-                return Err(());
+                return false;
             }
             // SAFETY: the node is still ours until the CAS below publishes it.
             unsafe { (*node).next = head };
@@ -159,7 +191,7 @@ impl Header {
                 Ordering::Release,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return true,
                 Err(current) => head = current,
             }
         }
@@ -173,8 +205,8 @@ impl Header {
         // The list is newest first: reverse it in place.
         let mut reversed: *mut WaitNode = ptr::null_mut();
         while !node.is_null() && node != CLOSED {
-            // SAFETY: nodes came from `Box::into_raw` in `subscribe`, and the swap gave
-            // this thread sole ownership of the whole list.
+            // SAFETY: the swap gave this thread sole ownership of the whole list, whose
+            // nodes stay valid until taken out (the contract of `push`).
             let next = unsafe { (*node).next };
             // SAFETY: as above.
             unsafe { (*node).next = reversed };
@@ -183,15 +215,18 @@ impl Header {
         }
         while !reversed.is_null() {
             let node = reversed;
-            // SAFETY: as above. An inline node lives in its waiter's task, which the
-            // waiter keeps alive: read everything before moving the waiter out. A boxed
-            // node is freed exactly once here.
+            // SAFETY: as above. An inline node lives in its waiting task, which may be
+            // freed once notified: read everything before handing the waiter on. A
+            // thread's node (from `boxed`) is moved out of and freed exactly once here.
             let waiter = unsafe {
                 reversed = (*node).next;
-                if (*node).inline {
-                    ptr::read(&(*node).waiter)
-                } else {
-                    Box::from_raw(node).waiter
+                match (*node).waiter {
+                    Waiter::InlineTask(task) => Waiter::InlineTask(task),
+                    _ => {
+                        let waiter = ptr::read(&(*node).waiter);
+                        memory::free(NonNull::new_unchecked(node));
+                        waiter
+                    }
                 }
             };
             each(waiter);
@@ -202,6 +237,7 @@ impl Header {
 impl Drop for Header {
     fn drop(&mut self) {
         // A finished task closed its list already (the common case: no atomic needed).
+        // A task freed unfinished (a promise whose runtime went away) drops its waiters.
         if *self.waiters.get_mut() != CLOSED {
             self.close(drop);
         }
@@ -213,270 +249,341 @@ impl Drop for Header {
     }
 }
 
-/// A task that waits for inputs.
-pub(crate) trait Dependent: Send + Sync {
-    /// One input finished (with its failure, if it failed). Returns the task if it is now
-    /// ready to run.
-    fn input_done(self: Arc<Self>, failure: Option<&Error>) -> Option<Arc<dyn Runnable>>;
+/// One counted reference to a task of any kind.
+pub(crate) struct TaskRef {
+    ptr: NonNull<Header>,
 }
 
-/// A task that can run.
-pub(crate) trait Runnable: Send + Sync {
-    /// Runs the task (unless it was cancelled) and returns a dependent that became ready.
-    fn run(self: Arc<Self>) -> Option<Arc<dyn Runnable>>;
-    /// The runtime it belongs to.
-    fn shared(&self) -> &Arc<Shared>;
+// SAFETY: tasks are only created for `T: Send + Sync` values and `Send` jobs, and every
+// shared access goes through atomics or the claim protocol.
+unsafe impl Send for TaskRef {}
+// SAFETY: as above.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the reference keeps the task alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Whether this is the only reference to the task (then nothing else can read or
+    /// take its value, and nothing can make a new reference).
+    fn is_unique(&self) -> bool {
+        // Memory ordering: Acquire pairs with the Release decrement of every other
+        // reference that was dropped, so their reads of the value happened before.
+        self.header().refs.load(Ordering::Acquire) == 1
+    }
+
+    /// The task's value cell.
+    ///
+    /// # Safety
+    /// The task's value type is `T`.
+    pub(crate) unsafe fn value<T>(&self) -> &UnsafeCell<Option<T>> {
+        // SAFETY: every task kind starts with a `Cell<T>` (`repr(C)`), and the caller
+        // vouches for `T`.
+        unsafe { &(*self.ptr.cast::<Cell<T>>().as_ptr()).value }
+    }
+
+    /// Cancels the task if it has not started.
+    pub(crate) fn cancel(&self) -> bool {
+        // SAFETY: the reference keeps the task alive for the call.
+        unsafe { (self.header().vtable.cancel)(self.ptr) }
+    }
 }
 
-/// Any task, whatever its value type: enough to wait for it and see how it ended.
-pub(crate) trait AnyTask: Send + Sync {
-    fn header(&self) -> &Header;
+impl Clone for TaskRef {
+    fn clone(&self) -> Self {
+        // Memory ordering: Relaxed, as for `Arc`: a new reference is made from an existing
+        // one, which keeps the task alive meanwhile.
+        self.header().refs.fetch_add(1, Ordering::Relaxed);
+        TaskRef { ptr: self.ptr }
+    }
 }
 
-/// What a handle sees of a task.
-pub(crate) trait Completion<T>: AnyTask {
-    /// The value. Read only after `header().is_done()`; taken only through a unique `Arc`.
-    fn value(&self) -> &UnsafeCell<Option<T>>;
-    /// Cancels the task if it has not started; returns whether it did.
-    fn cancel(self: Arc<Self>) -> bool;
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        // SAFETY: this reference is given up here, once.
+        unsafe { release(self.ptr) }
+    }
+}
+
+/// Gives up one reference; frees the task with the last.
+///
+/// # Safety
+/// The caller owns one reference to the live task at `ptr`.
+unsafe fn release(ptr: NonNull<Header>) {
+    // SAFETY: the caller's reference keeps the task alive until it is given up.
+    let header = unsafe { ptr.as_ref() };
+    // The only reference left: nothing else can touch the count, so no atomic write.
+    // Memory ordering: Acquire, as in `is_unique`.
+    if header.refs.load(Ordering::Acquire) == 1 || header.refs.fetch_sub(1, Ordering::Release) == 1
+    {
+        // Memory ordering: Acquire pairs with the Release decrements above, so every
+        // use of the task through another reference happened before it is freed.
+        fence(Ordering::Acquire);
+        // SAFETY: the last reference is gone.
+        unsafe { (header.vtable.free)(ptr) }
+    }
+}
+
+/// The ready reference of a task whose inputs are all done: running it gives it up.
+pub(crate) struct ReadyTask {
+    ptr: NonNull<Header>,
+}
+
+// SAFETY: as for `TaskRef`.
+unsafe impl Send for ReadyTask {}
+
+impl ReadyTask {
+    /// Runs the task (unless it was cancelled); returns the dependents it made ready.
+    fn run(self) -> Ready {
+        // SAFETY: the ready reference keeps the task alive and is given up by `run`.
+        unsafe { (self.ptr.as_ref().vtable.run)(self.ptr) }
+    }
+
+    /// The runtime that runs the task.
+    fn shared(&self) -> NonNull<Shared> {
+        // SAFETY: the ready reference keeps the task alive; only runnable tasks (which
+        // have a runtime) are ever ready.
+        unsafe { (self.ptr.as_ref().vtable.shared)(self.ptr) }.expect("a ready task has a runtime")
+    }
+}
+
+/// A task's header and value: the start of every kind of task.
+#[repr(C)]
+struct Cell<T> {
+    header: Header,
+    value: UnsafeCell<Option<T>>,
+}
+
+impl<T> Cell<T> {
+    fn new(header: Header) -> Self {
+        Cell {
+            header,
+            value: UnsafeCell::new(None),
+        }
+    }
 }
 
 /// The computation of a task, run once its inputs are ready and none failed.
 pub(crate) trait Job<T>: Send {
     fn run(self) -> Result<T, Error>;
+    /// How many inputs the job waits for.
+    fn input_count(&self) -> usize;
     /// Every input the job waits for.
     fn inputs(&self, each: &mut dyn FnMut(&Header));
 }
 
+/// A task that runs a job once its inputs are done.
+#[repr(C)]
 pub(crate) struct Task<T, J> {
-    header: Header,
-    value: UnsafeCell<Option<T>>,
-    job: UnsafeCell<Option<J>>,
-    /// Inputs not finished yet, plus one held while the task subscribes to them.
+    cell: Cell<T>,
+    /// Inputs not finished yet, plus, with several inputs, one held while the task
+    /// subscribes to them.
     pending: AtomicUsize,
     shared: Arc<Shared>,
+    job: UnsafeCell<Option<J>>,
     /// The waiter node for the first input, in this allocation (no box for it).
-    link: UnsafeCell<std::mem::MaybeUninit<WaitNode>>,
+    link: UnsafeCell<MaybeUninit<WaitNode>>,
+    /// The waiter nodes for the other inputs, in one allocation.
+    more_links: UnsafeCell<Option<Box<[MaybeUninit<WaitNode>]>>>,
 }
-
-// SAFETY: `value` is written once by the thread that claimed the task, before `DONE` is
-// published with Release, and read only after `DONE` is seen with Acquire (taken only
-// through a unique `Arc`); `job` is only touched by the claiming thread. Many threads may
-// read the value at once and any one may take it: T: Send + Sync.
-unsafe impl<T: Send + Sync, J: Send> Sync for Task<T, J> {}
-// SAFETY: as above.
-unsafe impl<T: Send + Sync, J: Send> Send for Task<T, J> {}
 
 impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
-    /// Creates the task, subscribes it to its inputs, and schedules it once they are ready.
-    pub(crate) fn spawn(shared: Arc<Shared>, info: TaskInfo, job: J) -> Arc<Self> {
-        let task = Arc::new(Task {
-            header: Header::new(info),
-            value: UnsafeCell::new(None),
+    const VTABLE: VTable = VTable {
+        run: Self::run,
+        input_done: Self::input_done,
+        shared: Self::shared,
+        cancel: Self::cancel,
+        free: Self::free,
+    };
+
+    /// Creates the task, subscribes it to its inputs, and schedules it once they are
+    /// ready. Returns the handle's reference.
+    pub(crate) fn spawn(shared: Arc<Shared>, info: TaskInfo, job: J) -> TaskRef {
+        let inputs = job.input_count();
+        let task = boxed(Task {
+            // One reference for the handle, one ready reference.
+            cell: Cell::<T>::new(Header::new(info, 2, &Self::VTABLE)),
+            pending: AtomicUsize::new(if inputs > 1 { inputs + 1 } else { inputs }),
+            shared,
             job: UnsafeCell::new(Some(job)),
-            pending: AtomicUsize::new(1),
-            shared,
-            link: UnsafeCell::new(std::mem::MaybeUninit::uninit()),
+            link: UnsafeCell::new(MaybeUninit::uninit()),
+            more_links: UnsafeCell::new(None),
         });
-        // SAFETY: no other thread can run or cancel the task before `pending` reaches
-        // zero, which needs the guard released below, so reading the job is fine.
-        let job = unsafe { (*task.job.get()).as_ref() }.expect("a new task has its job");
-        let mut already_done = 0;
-        let mut link_used = false;
-        job.inputs(&mut |input: &Header| {
-            task.pending.fetch_add(1, Ordering::Relaxed);
-            let subscribed = if link_used {
-                input.subscribe(Waiter::Task(task.clone())).is_ok()
-            } else {
-                link_used = true;
+        let ptr = task.cast::<Header>();
+        let handle = TaskRef { ptr };
+        // SAFETY: the handle's reference keeps the task alive in this function.
+        let task = unsafe { ptr.cast::<Self>().as_ref() };
+        let ready = ReadyTask { ptr };
+        match inputs {
+            0 => schedule(ready),
+            1 => {
+                // Find the input before subscribing: once subscribed, the task may run
+                // (and take its job) on another thread.
+                let mut input: Option<NonNull<Header>> = None;
+                // SAFETY: nothing else touches the job before the task is subscribed.
+                let job = unsafe { (*task.job.get()).as_ref() }.expect("a new task has its job");
+                job.inputs(&mut |header: &Header| input = Some(NonNull::from(header)));
+                let input = input.expect("a job with one input names it");
+                // SAFETY: the job holds a handle to its input, so the input lives until
+                // the task has run, which needs this subscription first.
                 let node = task.link.get().cast::<WaitNode>();
-                // SAFETY: the link is used once, here; the node holds an `Arc` of this
-                // task, so its memory stays valid while any list holds it. If the push
-                // fails, the node was not published and its waiter is taken back.
-                unsafe {
-                    node.write(WaitNode {
-                        next: ptr::null_mut(),
-                        waiter: Waiter::Task(task.clone()),
-                        inline: true,
-                    });
-                    let pushed = input.push(node).is_ok();
-                    if !pushed {
-                        drop(ptr::read(&(*node).waiter));
+                // SAFETY: the link is used once, here.
+                if !unsafe { task.subscribe(input.as_ref(), node) } {
+                    schedule(ready);
+                }
+            }
+            _ => {
+                let mut already_done = 0;
+                // SAFETY: nothing else touches the links before the task subscribes.
+                let more = unsafe { &mut *task.more_links.get() }
+                    .insert(Box::new_uninit_slice(inputs - 1));
+                let mut nodes = std::iter::once(task.link.get().cast::<WaitNode>())
+                    .chain(more.iter_mut().map(|node| node.as_mut_ptr()));
+                // SAFETY: the guard count in `pending` keeps the task from running (and
+                // taking its job) until it is released below.
+                let job = unsafe { (*task.job.get()).as_ref() }.expect("a new task has its job");
+                job.inputs(&mut |input: &Header| {
+                    let node = nodes.next().expect("a node per input");
+                    // SAFETY: as above; each node is used once; the job's handles keep
+                    // the inputs alive.
+                    if !unsafe { task.subscribe(input, node) } {
+                        already_done += 1;
                     }
-                    pushed
-                }
-            };
-            if !subscribed {
-                already_done += 1;
-                if let Some(failure) = input.failure() {
-                    task.header
-                        .set_failure(failure.for_dependent(info.name(), info.location));
-                }
-            }
-        });
-        // Release the guard and the inputs that were already done.
-        let release = 1 + already_done;
-        if task.pending.fetch_sub(release, Ordering::AcqRel) == release {
-            schedule(task.clone());
-        }
-        task
-    }
-
-    /// Stores the outcome and notifies every waiter (see [`finish`]).
-    fn finish(&self, value: Option<T>) -> Ready {
-        // SAFETY: the caller claimed the task (`run` or `cancel`).
-        unsafe { finish(&self.header, &self.value, value) }
-    }
-}
-
-/// Stores a claimed task's outcome and notifies every waiter. Returns the dependents that
-/// became ready; the caller lets go of the task before scheduling them, so that a dependent
-/// taking the value by value finds it unshared and moves it instead of cloning.
-///
-/// # Safety
-/// The calling thread claimed the task, and `value` is the task's value cell.
-unsafe fn finish<T>(
-    header: &Header,
-    value_cell: &UnsafeCell<Option<T>>,
-    value: Option<T>,
-) -> Ready {
-    // SAFETY: the caller claimed the task, so it is the only writer, and no reader looks
-    // before `DONE` is published below.
-    unsafe { *value_cell.get() = value };
-    header.state.store(DONE, Ordering::Release);
-    let failure = header.failure();
-    let mut ready = Ready::default();
-    header.close(|waiter| match waiter {
-        Waiter::Task(dependent) => {
-            if let Some(task) = dependent.input_done(failure) {
-                match ready.first {
-                    None => ready.first = Some(task),
-                    Some(_) => ready.rest.push(task),
+                });
+                // Release the guard and the inputs that were already done.
+                let release = 1 + already_done;
+                // Memory ordering: AcqRel; the last decrement sees every input's outcome.
+                if task.pending.fetch_sub(release, Ordering::AcqRel) == release {
+                    schedule(ready);
                 }
             }
         }
-        Waiter::Thread(thread) => thread.unpark(),
-    });
-    ready
-}
-
-/// Dependents that became ready when a task finished.
-#[derive(Default)]
-struct Ready {
-    /// Run next by the thread that finished the task.
-    first: Option<Arc<dyn Runnable>>,
-    /// Queued.
-    rest: Vec<Arc<dyn Runnable>>,
-}
-
-impl Ready {
-    /// Queues all but the first, which is returned.
-    fn dispatch(self) -> Option<Arc<dyn Runnable>> {
-        schedule_all(self.rest);
-        self.first
-    }
-}
-
-/// A task completed from outside the runtime (a GPU callback, an I/O thread): it has no
-/// job; [`Promised::complete`] stores its outcome and schedules its dependents.
-pub(crate) struct Promised<T> {
-    header: Header,
-    value: UnsafeCell<Option<T>>,
-    shared: Arc<Shared>,
-}
-
-// SAFETY: as for `Task`: the value is written once by the thread that claims the task,
-// before `DONE` is published, and read only after.
-unsafe impl<T: Send + Sync> Sync for Promised<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send + Sync> Send for Promised<T> {}
-
-impl<T: Send + Sync + 'static> Promised<T> {
-    pub(crate) fn new(shared: Arc<Shared>, info: TaskInfo) -> Arc<Self> {
-        Arc::new(Promised {
-            header: Header::new(info),
-            value: UnsafeCell::new(None),
-            shared,
-        })
+        handle
     }
 
-    /// Stores the outcome (unless the task was cancelled) and queues the dependents that
-    /// became ready on the task's runtime. Returns whether the outcome was stored.
-    pub(crate) fn complete(self: Arc<Self>, outcome: Result<T, Error>) -> bool {
-        if !self.header.claim() {
+    /// Subscribes to `input` with `node`, one of the task's own links. Returns `false`
+    /// if the input is already done (its failure, if any, is then recorded).
+    ///
+    /// # Safety
+    /// The task is alive and unfinished, `node` is one of its links and used only for
+    /// this input, and `input` outlives the subscription.
+    unsafe fn subscribe(&self, input: &Header, node: *mut WaitNode) -> bool {
+        let me = NonNull::from(&self.cell.header);
+        // SAFETY: the link is written once, here, before it is published.
+        unsafe {
+            node.write(WaitNode {
+                next: ptr::null_mut(),
+                waiter: Waiter::InlineTask(me),
+            })
+        };
+        // SAFETY: the node lives in the task, which is alive while it waits (until
+        // every input has notified it).
+        if unsafe { input.push(node) } {
+            return true;
+        }
+        if let Some(failure) = input.failure() {
+            let info = self.cell.header.info;
+            self.cell
+                .header
+                .set_failure(failure.for_dependent(info.name(), info.location));
+        }
+        false
+    }
+
+    /// # Safety
+    /// `ptr` is a live task of this type.
+    unsafe fn get<'a>(ptr: NonNull<Header>) -> &'a Self {
+        // SAFETY: the caller's contract; the header starts the task (`repr(C)`).
+        unsafe { ptr.cast::<Self>().as_ref() }
+    }
+
+    unsafe fn input_done(ptr: NonNull<Header>, failure: Option<&Error>) -> bool {
+        // SAFETY: a waiting task is alive (its ready reference is not consumed yet).
+        let task = unsafe { Self::get(ptr) };
+        if let Some(error) = failure {
+            let info = task.cell.header.info;
+            task.cell
+                .header
+                .set_failure(error.for_dependent(info.name(), info.location));
+        }
+        // The last input: nothing else touches the count, so no atomic write.
+        // Memory ordering: AcqRel / Acquire; the last decrement sees every input's outcome.
+        task.pending.load(Ordering::Acquire) == 1
+            || task.pending.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    unsafe fn shared(ptr: NonNull<Header>) -> Option<NonNull<Shared>> {
+        // SAFETY: the caller holds a reference.
+        let task = unsafe { Self::get(ptr) };
+        Some(NonNull::from(&*task.shared))
+    }
+
+    unsafe fn free(ptr: NonNull<Header>) {
+        // SAFETY: the last reference is gone; the task was made by `boxed`.
+        unsafe { unbox(ptr.cast::<Self>()) }
+    }
+
+    unsafe fn cancel(ptr: NonNull<Header>) -> bool {
+        // SAFETY: the caller holds a reference.
+        let task = unsafe { Self::get(ptr) };
+        let header = &task.cell.header;
+        if !header.claim() {
             return false;
         }
-        let value = match outcome {
-            Ok(value) => Some(value),
-            Err(error) => {
-                self.header.set_failure(error);
-                None
-            }
-        };
-        // SAFETY: this thread claimed the task just above.
-        let ready = unsafe { finish(&self.header, &self.value, value) };
-        drop(self);
+        // SAFETY: this thread claimed the task: nothing else touches the job.
+        drop(unsafe { (*task.job.get()).take() });
+        let info = header.info;
+        header.set_failure(Error::Cancelled {
+            task: info.name(),
+            location: info.location,
+        });
+        // The ready reference stays: it is given up when the task is found cancelled.
+        // SAFETY: claimed just above.
+        let ready = unsafe { finish(&task.cell, None) };
         if let Some(first) = ready.dispatch() {
             schedule(first);
         }
         true
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-}
-
-impl<T: Send + Sync + 'static> AnyTask for Promised<T> {
-    fn header(&self) -> &Header {
-        &self.header
-    }
-}
-
-impl<T: Send + Sync + 'static> Completion<T> for Promised<T> {
-    fn value(&self) -> &UnsafeCell<Option<T>> {
-        &self.value
-    }
-
-    fn cancel(self: Arc<Self>) -> bool {
-        let info = self.header.info;
-        self.complete(Err(Error::Cancelled {
-            task: info.name(),
-            location: info.location,
-        }))
-    }
-}
-
-impl<T: Send + Sync + 'static, J: Job<T> + 'static> Dependent for Task<T, J> {
-    fn input_done(self: Arc<Self>, failure: Option<&Error>) -> Option<Arc<dyn Runnable>> {
-        if let Some(error) = failure {
-            let info = self.header.info;
-            self.header
-                .set_failure(error.for_dependent(info.name(), info.location));
-        }
-        // Memory ordering: AcqRel; the last decrement sees every input's outcome.
-        (self.pending.fetch_sub(1, Ordering::AcqRel) == 1).then_some(self as Arc<dyn Runnable>)
-    }
-}
-
-impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
-    fn run(self: Arc<Self>) -> Option<Arc<dyn Runnable>> {
-        if !self.header.claim() {
-            return None; // cancelled before it started
+    unsafe fn run(ptr: NonNull<Header>) -> Ready {
+        // SAFETY: the ready reference keeps the task alive until `release` below.
+        let task = unsafe { Self::get(ptr) };
+        let header = &task.cell.header;
+        if !header.claim() {
+            // Cancelled before it started.
+            // SAFETY: the ready reference is given up once, here.
+            unsafe { release(ptr) };
+            return Ready::default();
         }
         // SAFETY: this thread claimed the task: nothing else touches the job.
-        let job = unsafe { (*self.job.get()).take() }.expect("a task runs once");
-        if let Some(failure) = self.header.failure() {
-            // An input failed: report it without running. Promises the job owned fail
-            // with the same cause.
-            SKIPPED_BECAUSE.with(|cause| *cause.borrow_mut() = Some(failure.clone()));
-            drop(job);
-            SKIPPED_BECAUSE.with(|cause| cause.borrow_mut().take());
-            let ready = self.finish(None);
-            drop(self);
-            return ready.dispatch();
-        }
-        let info = self.header.info;
+        let job = unsafe { (*task.job.get()).take() }.expect("a task runs once");
+        let value = match header.failure() {
+            Some(failure) => {
+                // An input failed: report it without running. Promises the job owned
+                // fail with the same cause.
+                SKIPPED_BECAUSE.with(|cause| *cause.borrow_mut() = Some(failure.clone()));
+                drop(job);
+                SKIPPED_BECAUSE.with(|cause| cause.borrow_mut().take());
+                None
+            }
+            None => task.run_job(job),
+        };
+        // SAFETY: claimed above.
+        let ready = unsafe { finish(&task.cell, value) };
+        // Let go before the dependents run, so that one taking the value by value finds
+        // it unshared and moves it instead of cloning.
+        // SAFETY: the ready reference is given up once, here.
+        unsafe { release(ptr) };
+        ready
+    }
+
+    /// Runs the job, with observers if any are attached; a failure or panic is recorded.
+    fn run_job(&self, job: J) -> Option<T> {
+        let header = &self.cell.header;
+        let info = header.info;
         // Observers see dynamic tasks as nodes of their runtime's one dynamic run.
         let observers = self.shared.observers.snapshot();
         let observed = observers.as_ref().map(|observers| {
@@ -493,21 +600,19 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
                 time: Timestamp::now(),
             };
             observers.iter().for_each(|o| o.task_started(&start));
+            clear_device_notes();
             start
         });
-        if observed.is_some() {
-            clear_device_notes();
-        }
         let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
-                self.header.set_failure(error);
+                header.set_failure(error);
                 None
             }
             Err(payload) => {
                 let message = panic_message(&*payload);
-                self.header.set_failure(Error::TaskPanicked {
+                header.set_failure(Error::TaskPanicked {
                     task: info.name(),
                     location: info.location,
                     message,
@@ -528,55 +633,265 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Runnable for Task<T, J> {
                 end: Timestamp::now(),
                 device,
                 bytes_moved,
-                error: self.header.failure(),
+                error: header.failure(),
             };
             observers.iter().for_each(|o| o.task_finished(&end));
         }
-        let ready = self.finish(value);
-        drop(self);
-        ready.dispatch()
-    }
-
-    fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+        value
     }
 }
 
-impl<T: Send + Sync + 'static, J: Job<T> + 'static> AnyTask for Task<T, J> {
-    fn header(&self) -> &Header {
-        &self.header
+/// Stores a claimed task's outcome and notifies every waiter. Returns the dependents that
+/// became ready; the caller lets go of the task before scheduling them, so that a dependent
+/// taking the value by value finds it unshared and moves it instead of cloning.
+///
+/// # Safety
+/// The calling thread claimed the task.
+unsafe fn finish<T>(cell: &Cell<T>, value: Option<T>) -> Ready {
+    // SAFETY: the caller claimed the task, so it is the only writer, and no reader looks
+    // before `DONE` is published below.
+    unsafe { *cell.value.get() = value };
+    let header = &cell.header;
+    header.state.store(DONE, Ordering::Release);
+    let failure = header.failure();
+    let mut ready = Ready::default();
+    header.close(|waiter| match waiter {
+        Waiter::InlineTask(dependent) => {
+            // SAFETY: a waiting task is alive until notified (see the module docs).
+            if unsafe { (dependent.as_ref().vtable.input_done)(dependent, failure) } {
+                let task = ReadyTask { ptr: dependent };
+                match ready.first {
+                    None => ready.first = Some(task),
+                    Some(_) => ready.rest.push(task),
+                }
+            }
+        }
+        Waiter::Thread(thread) => thread.unpark(),
+    });
+    ready
+}
+
+/// Dependents that became ready when a task finished.
+#[derive(Default)]
+pub(crate) struct Ready {
+    /// Run next by the thread that finished the task.
+    first: Option<ReadyTask>,
+    /// Queued.
+    rest: Vec<ReadyTask>,
+}
+
+impl Ready {
+    /// Queues all but the first, which is returned.
+    fn dispatch(self) -> Option<ReadyTask> {
+        schedule_all(self.rest);
+        self.first
     }
 }
 
-impl<T: Send + Sync + 'static, J: Job<T> + 'static> Completion<T> for Task<T, J> {
-    fn value(&self) -> &UnsafeCell<Option<T>> {
-        &self.value
+/// A task completed from outside the runtime (a GPU callback, an I/O thread): it has no
+/// job; [`complete`] stores its outcome and schedules its dependents.
+#[repr(C)]
+pub(crate) struct Promised<T> {
+    cell: Cell<T>,
+    shared: Arc<Shared>,
+}
+
+impl<T: Send + Sync + 'static> Promised<T> {
+    const VTABLE: VTable = VTable {
+        run: never_ready,
+        input_done: no_inputs,
+        shared: Self::shared,
+        cancel: Self::cancel,
+        free: Self::free,
+    };
+
+    /// Returns the handle's reference and the promise's.
+    pub(crate) fn create(shared: Arc<Shared>, info: TaskInfo) -> (TaskRef, TaskRef) {
+        let ptr = boxed(Promised {
+            cell: Cell::<T>::new(Header::new(info, 2, &Self::VTABLE)),
+            shared,
+        })
+        .cast::<Header>();
+        (TaskRef { ptr }, TaskRef { ptr })
     }
 
-    fn cancel(self: Arc<Self>) -> bool {
-        if !self.header.claim() {
-            return false;
+    unsafe fn shared(ptr: NonNull<Header>) -> Option<NonNull<Shared>> {
+        // SAFETY: the caller holds a reference; the header starts the task.
+        let task = unsafe { ptr.cast::<Self>().as_ref() };
+        Some(NonNull::from(&*task.shared))
+    }
+
+    unsafe fn free(ptr: NonNull<Header>) {
+        // SAFETY: the last reference is gone; the task was made by `boxed`.
+        unsafe { unbox(ptr.cast::<Self>()) }
+    }
+
+    unsafe fn cancel(ptr: NonNull<Header>) -> bool {
+        // SAFETY: the caller holds a reference to a promised task of value type `T`.
+        let cell = unsafe { ptr.cast::<Cell<T>>().as_ref() };
+        let info = cell.header.info;
+        // SAFETY: as above.
+        unsafe {
+            complete::<T>(
+                cell,
+                Err(Error::Cancelled {
+                    task: info.name(),
+                    location: info.location,
+                }),
+            )
         }
-        // SAFETY: this thread claimed the task: nothing else touches the job.
-        drop(unsafe { (*self.job.get()).take() });
-        let info = self.header.info;
-        self.header.set_failure(Error::Cancelled {
-            task: info.name(),
-            location: info.location,
-        });
-        let ready = self.finish(None);
-        drop(self);
-        if let Some(first) = ready.dispatch() {
-            schedule(first);
+    }
+}
+
+/// The runtime of a promised task.
+pub(crate) fn promised_runtime<T: Send + Sync + 'static>(task: &TaskRef) -> Arc<Shared> {
+    // SAFETY: only `Promise<T>` calls this, with its own promised task.
+    let promised = unsafe { task.ptr.cast::<Promised<T>>().as_ref() };
+    promised.shared.clone()
+}
+
+/// Stores a promised task's outcome (unless it was cancelled) and queues the dependents
+/// that became ready. Returns whether the outcome was stored.
+///
+/// # Safety
+/// `cell` is the start of a live promised task of value type `T`.
+unsafe fn complete<T>(cell: &Cell<T>, outcome: Result<T, Error>) -> bool {
+    if !cell.header.claim() {
+        return false;
+    }
+    let value = match outcome {
+        Ok(value) => Some(value),
+        Err(error) => {
+            cell.header.set_failure(error);
+            None
         }
-        true
+    };
+    // SAFETY: this thread claimed the task just above.
+    let ready = unsafe { finish(cell, value) };
+    if let Some(first) = ready.dispatch() {
+        schedule(first);
+    }
+    true
+}
+
+/// Completes the promised task `task` (of value type `T`) with `outcome`.
+pub(crate) fn complete_promise<T: Send + Sync + 'static>(
+    task: TaskRef,
+    outcome: Result<T, Error>,
+) -> bool {
+    // SAFETY: `task` is a promised task of value type `T` (the caller's `Promise<T>`), and
+    // the reference keeps it alive for the call.
+    let cell = unsafe { task.ptr.cast::<Cell<T>>().as_ref() };
+    // SAFETY: as above.
+    let stored = unsafe { complete(cell, outcome) };
+    drop(task);
+    stored
+}
+
+unsafe fn never_ready(_: NonNull<Header>) -> Ready {
+    unreachable!("dagger: a task without a job was made ready")
+}
+
+unsafe fn no_inputs(_: NonNull<Header>, _: Option<&Error>) -> bool {
+    unreachable!("dagger: a task without inputs was notified")
+}
+
+/// A task that failed before it could be spawned (no runtime could be reached).
+#[repr(C)]
+struct Failed<T> {
+    cell: Cell<T>,
+}
+
+impl<T: Send + Sync + 'static> Failed<T> {
+    const VTABLE: VTable = VTable {
+        run: never_ready,
+        input_done: no_inputs,
+        shared: |_| None,
+        cancel: |_| false,
+        free: Self::free,
+    };
+
+    unsafe fn free(ptr: NonNull<Header>) {
+        // SAFETY: the last reference is gone; the task was made by `boxed`.
+        unsafe { unbox(ptr.cast::<Self>()) }
+    }
+}
+
+/// A task that already failed with `error`; returns the handle's reference.
+pub(crate) fn failed<T: Send + Sync + 'static>(info: TaskInfo, error: Error) -> TaskRef {
+    let header = Header::new(info, 1, &Failed::<T>::VTABLE);
+    header.set_failure(error);
+    header.state.store(DONE, Ordering::Release);
+    header.close(drop);
+    let task = boxed(Failed {
+        cell: Cell::<T>::new(header),
+    });
+    TaskRef {
+        ptr: task.cast::<Header>(),
+    }
+}
+
+/// Moves the value out of a finished, successful task when `task` is its only reference;
+/// otherwise returns `None`.
+///
+/// # Safety
+/// The task's value type is `T`, and it finished successfully.
+pub(crate) unsafe fn take_value<T>(task: &mut TaskRef) -> Option<T> {
+    if !task.is_unique() {
+        return None;
+    }
+    // SAFETY: unique (nothing else reads it) and finished (the caller's contract).
+    unsafe { (*task.value::<T>().get()).take() }
+}
+
+/// Moves `task` into task memory (see [`memory`]).
+fn boxed<X>(task: X) -> NonNull<X> {
+    let ptr = memory::allocate::<X>();
+    // SAFETY: fresh memory for one `X`.
+    unsafe { ptr.as_ptr().write(task) };
+    ptr
+}
+
+/// Drops and frees a task made by [`boxed`].
+///
+/// # Safety
+/// `ptr` came from `boxed` and is not used again.
+unsafe fn unbox<X>(ptr: NonNull<X>) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        ptr::drop_in_place(ptr.as_ptr());
+        memory::free(ptr);
     }
 }
 
 /// Queues a ready task on its runtime's workers.
-pub(crate) fn schedule(task: Arc<dyn Runnable>) {
-    let shared = task.shared().clone();
-    shared.pool.spawn(move || run_chain(task));
+fn schedule(task: ReadyTask) {
+    // SAFETY: the ready task keeps its runtime alive (it holds an `Arc`) until it runs.
+    let on_its_workers = unsafe { task.shared().as_ref() }
+        .pool
+        .current_thread_index()
+        .is_some();
+    if on_its_workers {
+        // `rayon::spawn` queues on this worker's own pool, without touching the runtime
+        // (which the task, once queued, may free on another thread at any time).
+        rayon::spawn(move || run_chain(task));
+    } else {
+        // SAFETY: as above; the clone keeps the runtime alive while the job is queued.
+        let shared = unsafe { clone_shared(task.shared()) };
+        shared.pool.spawn(move || run_chain(task));
+    }
+}
+
+/// A counted reference to the runtime at `shared`.
+///
+/// # Safety
+/// `shared` points into a live `Arc<Shared>`.
+unsafe fn clone_shared(shared: NonNull<Shared>) -> Arc<Shared> {
+    // SAFETY: the caller's contract: the count is at least one while we add ours.
+    unsafe {
+        Arc::increment_strong_count(shared.as_ptr());
+        Arc::from_raw(shared.as_ptr())
+    }
 }
 
 /// Below this many, ready tasks are queued one job each; above, in batches.
@@ -584,22 +899,24 @@ const BATCH: usize = 16;
 
 /// Queues ready tasks. Many at once (a fan-out) go as one job that splits itself in
 /// halves for idle workers to steal, instead of one job (one allocation) per task.
-fn schedule_all(tasks: Vec<Arc<dyn Runnable>>) {
+fn schedule_all(tasks: Vec<ReadyTask>) {
     let Some(first) = tasks.first() else {
         return;
     };
-    let shared = first.shared().clone();
-    let same_runtime = tasks.iter().all(|t| Arc::ptr_eq(t.shared(), &shared));
+    let runtime = first.shared();
+    let same_runtime = tasks.iter().all(|t| t.shared() == runtime);
     if tasks.len() <= BATCH || !same_runtime {
         tasks.into_iter().for_each(schedule);
         return;
     }
+    // SAFETY: the ready tasks keep their runtime alive.
+    let shared = unsafe { clone_shared(runtime) };
     let pool = shared.clone();
     shared.pool.spawn(move || run_batch(&pool, tasks));
 }
 
 /// Runs a batch of ready tasks of one runtime, first handing halves to other workers.
-fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<Arc<dyn Runnable>>) {
+fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
     while tasks.len() > BATCH {
         let half = tasks.split_off(tasks.len() / 2);
         let pool = shared.clone();
@@ -610,55 +927,16 @@ fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<Arc<dyn Runnable>>) {
 
 /// Runs a task, then each dependent it made ready, as long as they belong to the same
 /// runtime (others are queued on theirs).
-pub(crate) fn run_chain(first: Arc<dyn Runnable>) {
+fn run_chain(first: ReadyTask) {
     let mut next = Some(first);
     while let Some(task) = next.take() {
-        let runtime = Arc::as_ptr(task.shared());
-        if let Some(ready) = task.run() {
-            if Arc::as_ptr(ready.shared()) == runtime {
+        let runtime = task.shared();
+        if let Some(ready) = task.run().dispatch() {
+            if ready.shared() == runtime {
                 next = Some(ready);
             } else {
                 schedule(ready);
             }
         }
-    }
-}
-
-/// A task that failed before it could be spawned (no runtime could be reached).
-pub(crate) struct Failed<T> {
-    header: Header,
-    value: UnsafeCell<Option<T>>,
-}
-
-// SAFETY: the value is always `None` and never written.
-unsafe impl<T: Send + Sync> Sync for Failed<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send + Sync> Send for Failed<T> {}
-
-impl<T: Send + Sync + 'static> Failed<T> {
-    pub(crate) fn new(info: TaskInfo, error: Error) -> Arc<Self> {
-        let header = Header::new(info);
-        header.set_failure(error);
-        header.state.store(DONE, Ordering::Release);
-        header.close(drop);
-        Arc::new(Failed {
-            header,
-            value: UnsafeCell::new(None),
-        })
-    }
-}
-
-impl<T: Send + Sync + 'static> AnyTask for Failed<T> {
-    fn header(&self) -> &Header {
-        &self.header
-    }
-}
-
-impl<T: Send + Sync + 'static> Completion<T> for Failed<T> {
-    fn value(&self) -> &UnsafeCell<Option<T>> {
-        &self.value
-    }
-    fn cancel(self: Arc<Self>) -> bool {
-        false
     }
 }

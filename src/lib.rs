@@ -283,6 +283,11 @@
 //! [`Error::DependencyFailed`], whose [`Error::root_cause`] names the task that failed
 //! first and where it was spawned.
 //!
+//! A finished task is freed as soon as no handle and no waiting task refers to it. Its
+//! memory is kept for the next tasks (per-thread free lists, and a shared depot of at most
+//! 128 MiB); [`release_task_memory`] hands the depot back to the system allocator after a
+//! very large graph.
+//!
 //! ## Data-dependency regions (Dagger's Datadeps)
 //!
 //! In a [`datadeps`] region, tasks declare how they access shared data objects
@@ -425,8 +430,8 @@ pub use dagger_core::{
     TaskMeta, THREADS_ENV, TRACE_ENV,
 };
 pub use dagger_core::{
-    promise, spawn, spawn_with, try_spawn_with, AllByRef, AllByValue, Apply, ByRef, ByValue,
-    Handle, Input, IntoInput, IntoInputs, Promise,
+    promise, release_task_memory, spawn, spawn_with, try_spawn_with, AllByRef, AllByValue, Apply,
+    ByRef, ByValue, Handle, Input, IntoInput, IntoInputs, Promise,
 };
 
 /// Makes a function a task: it stays callable as before, and becomes a graph node type

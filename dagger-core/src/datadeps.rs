@@ -240,7 +240,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
             // SAFETY: passed on from `launch`.
             unsafe { A::call(pointers, f) }.map_err(|e| Error::TaskFailed {
                 task: info.name(),
-                location: info.location,
+                location: info.location(),
                 source: Arc::from(e.into()),
             })
         })

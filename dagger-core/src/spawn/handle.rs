@@ -35,7 +35,7 @@ impl<T> std::fmt::Debug for Handle<T> {
         let header = self.task.header();
         f.debug_struct("Handle")
             .field("task", &header.info.name())
-            .field("location", &header.info.location)
+            .field("location", &header.info.location())
             .field("ready", &header.is_done())
             .finish()
     }
@@ -151,7 +151,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
     /// Where the task was spawned.
     pub fn location(&self) -> Location {
-        self.task.header().info.location
+        self.task.header().info.location()
     }
 
     pub(crate) fn header(&self) -> &Header {

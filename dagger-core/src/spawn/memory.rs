@@ -25,7 +25,7 @@ const ALIGN: usize = 16;
 /// Blocks in a full list.
 const LIST_CAP: usize = 2048;
 /// Task memory the depot keeps for reuse, in all classes together.
-pub const DEPOT_CAP_BYTES: usize = 128 << 20;
+pub const DEPOT_CAP_BYTES: usize = 256 << 20;
 
 /// A free block: the first word links to the next.
 struct Block {

@@ -17,7 +17,6 @@ pub(crate) use task::TaskRef;
 
 use crate::error::{BoxError, Error};
 use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
-use crate::task::Location;
 pub(crate) use task::TaskInfo;
 use task::{complete_promise, promised_runtime, Job, Promised, Task};
 
@@ -178,7 +177,7 @@ where
         let Fallible { f, info, .. } = self.f;
         self.inputs.apply(f).map_err(|e| Error::TaskFailed {
             task: info.name(),
-            location: info.location,
+            location: info.location(),
             source: Arc::from(e.into()),
         })
     }
@@ -240,7 +239,7 @@ impl<T: Send + Sync + 'static> Drop for Promise<T> {
             let error = task::skipped_because().unwrap_or_else(|| {
                 Error::InvalidUse(format!(
                     "the promise made at {} was dropped without a value",
-                    task.header().info.location
+                    task.header().info.location()
                 ))
             });
             complete_promise::<T>(task, Err(error));
@@ -260,7 +259,7 @@ fn promise_on<T: Send + Sync + 'static>(
 ) -> (Handle<T>, Promise<T>) {
     let info = TaskInfo {
         name: || "promise",
-        location: Location::__new(location.file(), location.line(), location.column()),
+        spawned_at: location,
     };
     match runtime {
         Ok(shared) => {
@@ -336,7 +335,7 @@ pub(crate) fn name_of<F>() -> &'static str {
 pub(crate) fn info<F>(location: &'static std::panic::Location<'static>) -> TaskInfo {
     TaskInfo {
         name: name_of::<F>,
-        location: Location::__new(location.file(), location.line(), location.column()),
+        spawned_at: location,
     }
 }
 

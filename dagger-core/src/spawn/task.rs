@@ -17,7 +17,7 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::memory;
@@ -50,26 +50,41 @@ pub(crate) fn skipped_because() -> Option<Error> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TaskInfo {
     pub(crate) name: fn() -> &'static str,
-    pub(crate) location: Location,
+    pub(crate) spawned_at: &'static std::panic::Location<'static>,
 }
 
 impl TaskInfo {
     pub(crate) fn name(&self) -> &'static str {
         (self.name)()
     }
+
+    pub(crate) fn location(&self) -> Location {
+        let at = self.spawned_at;
+        Location::__new(at.file(), at.line(), at.column())
+    }
 }
 
 /// Something waiting for a task.
 enum Waiter {
-    /// A task that has this one as an input; the node lives in that task.
-    InlineTask(NonNull<Header>),
-    /// A thread blocked in `wait` / `fetch`; the node is boxed.
+    /// A task that has this one as an input.
+    Task(NonNull<Header>),
+    /// A thread blocked in `wait` / `fetch`.
     Thread(std::thread::Thread),
 }
 
+/// A link in a waiter list: a task's own link (in the task's allocation) or the start of
+/// a [`ThreadNode`] (boxed), told apart by `task` being null.
+#[repr(C)]
 struct WaitNode {
     next: *mut WaitNode,
-    waiter: Waiter,
+    task: *const Header,
+}
+
+/// The waiter node of a thread.
+#[repr(C)]
+struct ThreadNode {
+    node: WaitNode,
+    thread: std::thread::Thread,
 }
 
 /// What differs between kinds of task, called through the header.
@@ -94,6 +109,9 @@ struct VTable {
 pub struct Header {
     refs: AtomicUsize,
     state: AtomicU8,
+    /// For a task with a job: inputs not finished yet, plus, with several inputs, one
+    /// held while the task subscribes to them (here, it fills the state's padding).
+    pending: AtomicU32,
     waiters: AtomicPtr<WaitNode>,
     /// The task's failure, boxed (failures are rare); set at most once, before `DONE`.
     failure: AtomicPtr<Error>,
@@ -112,6 +130,7 @@ impl Header {
         Header {
             refs: AtomicUsize::new(refs),
             state: AtomicU8::new(PENDING),
+            pending: AtomicU32::new(0),
             waiters: AtomicPtr::new(ptr::null_mut()),
             failure: AtomicPtr::new(ptr::null_mut()),
             vtable,
@@ -157,12 +176,15 @@ impl Header {
     /// Makes `thread` a waiter (it is unparked when the task is done). Returns `false`
     /// if the task is already done.
     pub(crate) fn subscribe_thread(&self, thread: std::thread::Thread) -> bool {
-        let node = boxed(WaitNode {
-            next: ptr::null_mut(),
-            waiter: Waiter::Thread(thread),
+        let node = boxed(ThreadNode {
+            node: WaitNode {
+                next: ptr::null_mut(),
+                task: ptr::null(),
+            },
+            thread,
         });
         // SAFETY: `node` is fresh; if the push fails it was not published.
-        let pushed = unsafe { self.push(node.as_ptr()) };
+        let pushed = unsafe { self.push(node.cast::<WaitNode>().as_ptr()) };
         if !pushed {
             // SAFETY: not published, still ours.
             unsafe { unbox(node) };
@@ -215,17 +237,18 @@ impl Header {
         }
         while !reversed.is_null() {
             let node = reversed;
-            // SAFETY: as above. An inline node lives in its waiting task, which may be
+            // SAFETY: as above. A task's node lives in the waiting task, which may be
             // freed once notified: read everything before handing the waiter on. A
             // thread's node (from `boxed`) is moved out of and freed exactly once here.
             let waiter = unsafe {
                 reversed = (*node).next;
-                match (*node).waiter {
-                    Waiter::InlineTask(task) => Waiter::InlineTask(task),
-                    _ => {
-                        let waiter = ptr::read(&(*node).waiter);
-                        memory::free(NonNull::new_unchecked(node));
-                        waiter
+                match NonNull::new((*node).task.cast_mut()) {
+                    Some(task) => Waiter::Task(task),
+                    None => {
+                        let thread_node = NonNull::new_unchecked(node.cast::<ThreadNode>());
+                        let thread = ptr::read(&thread_node.as_ref().thread);
+                        memory::free(thread_node);
+                        Waiter::Thread(thread)
                     }
                 }
             };
@@ -378,9 +401,6 @@ pub(crate) trait Job<T>: Send {
 #[repr(C)]
 pub(crate) struct Task<T, J> {
     cell: Cell<T>,
-    /// Inputs not finished yet, plus, with several inputs, one held while the task
-    /// subscribes to them.
-    pending: AtomicUsize,
     shared: Arc<Shared>,
     job: UnsafeCell<Option<J>>,
     /// The waiter node for the first input, in this allocation (no box for it).
@@ -402,10 +422,24 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
     /// ready. Returns the handle's reference.
     pub(crate) fn spawn(shared: Arc<Shared>, info: TaskInfo, job: J) -> TaskRef {
         let inputs = job.input_count();
+        let Some(pending) =
+            u32::try_from(inputs)
+                .ok()
+                .and_then(|n| if n > 1 { n.checked_add(1) } else { Some(n) })
+        else {
+            return failed::<T>(
+                info,
+                Error::InvalidUse(format!(
+                    "a task waits for {inputs} inputs; at most {}",
+                    u32::MAX - 1
+                )),
+            );
+        };
+        let header = Header::new(info, 2, &Self::VTABLE);
+        header.pending.store(pending, Ordering::Relaxed);
         let task = boxed(Task {
             // One reference for the handle, one ready reference.
-            cell: Cell::<T>::new(Header::new(info, 2, &Self::VTABLE)),
-            pending: AtomicUsize::new(if inputs > 1 { inputs + 1 } else { inputs }),
+            cell: Cell::<T>::new(header),
             shared,
             job: UnsafeCell::new(Some(job)),
             link: UnsafeCell::new(MaybeUninit::uninit()),
@@ -455,7 +489,13 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 // Release the guard and the inputs that were already done.
                 let release = 1 + already_done;
                 // Memory ordering: AcqRel; the last decrement sees every input's outcome.
-                if task.pending.fetch_sub(release, Ordering::AcqRel) == release {
+                if task
+                    .cell
+                    .header
+                    .pending
+                    .fetch_sub(release, Ordering::AcqRel)
+                    == release
+                {
                     schedule(ready);
                 }
             }
@@ -475,7 +515,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         unsafe {
             node.write(WaitNode {
                 next: ptr::null_mut(),
-                waiter: Waiter::InlineTask(me),
+                task: me.as_ptr(),
             })
         };
         // SAFETY: the node lives in the task, which is alive while it waits (until
@@ -487,7 +527,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
             let info = self.cell.header.info;
             self.cell
                 .header
-                .set_failure(failure.for_dependent(info.name(), info.location));
+                .set_failure(failure.for_dependent(info.name(), info.location()));
         }
         false
     }
@@ -506,12 +546,12 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
             let info = task.cell.header.info;
             task.cell
                 .header
-                .set_failure(error.for_dependent(info.name(), info.location));
+                .set_failure(error.for_dependent(info.name(), info.location()));
         }
         // The last input: nothing else touches the count, so no atomic write.
         // Memory ordering: AcqRel / Acquire; the last decrement sees every input's outcome.
-        task.pending.load(Ordering::Acquire) == 1
-            || task.pending.fetch_sub(1, Ordering::AcqRel) == 1
+        task.cell.header.pending.load(Ordering::Acquire) == 1
+            || task.cell.header.pending.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     unsafe fn shared(ptr: NonNull<Header>) -> Option<NonNull<Shared>> {
@@ -537,7 +577,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         let info = header.info;
         header.set_failure(Error::Cancelled {
             task: info.name(),
-            location: info.location,
+            location: info.location(),
         });
         // The ready reference stays: it is given up when the task is found cancelled.
         // SAFETY: claimed just above.
@@ -595,7 +635,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 run: self.shared.dynamic_run,
                 node: next_id() as usize,
                 name: info.name(),
-                location: info.location,
+                location: info.location(),
                 worker,
                 time: Timestamp::now(),
             };
@@ -614,7 +654,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 let message = panic_message(&*payload);
                 header.set_failure(Error::TaskPanicked {
                     task: info.name(),
-                    location: info.location,
+                    location: info.location(),
                     message,
                 });
                 None
@@ -656,7 +696,7 @@ unsafe fn finish<T>(cell: &Cell<T>, value: Option<T>) -> Ready {
     let failure = header.failure();
     let mut ready = Ready::default();
     header.close(|waiter| match waiter {
-        Waiter::InlineTask(dependent) => {
+        Waiter::Task(dependent) => {
             // SAFETY: a waiting task is alive until notified (see the module docs).
             if unsafe { (dependent.as_ref().vtable.input_done)(dependent, failure) } {
                 let task = ReadyTask { ptr: dependent };
@@ -736,7 +776,7 @@ impl<T: Send + Sync + 'static> Promised<T> {
                 cell,
                 Err(Error::Cancelled {
                     task: info.name(),
-                    location: info.location,
+                    location: info.location(),
                 }),
             )
         }
@@ -938,5 +978,34 @@ fn run_chain(first: ReadyTask) {
                 schedule(ready);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::Handle;
+
+    /// A job like a chain link's: one input handle and a captured word.
+    struct Link(#[allow(dead_code)] Handle<u64>, u64);
+
+    impl Job<u64> for Link {
+        fn run(self) -> Result<u64, Error> {
+            Ok(self.1)
+        }
+        fn input_count(&self) -> usize {
+            1
+        }
+        fn inputs(&self, each: &mut dyn FnMut(&Header)) {
+            each(self.0.header())
+        }
+    }
+
+    #[test]
+    fn a_small_task_fits_a_two_cache_line_block() {
+        // Task memory is most of what a large graph touches: keep the common case small.
+        assert!(std::mem::size_of::<Header>() <= 56);
+        assert!(std::mem::size_of::<Task<u64, Link>>() <= 128);
+        assert_eq!(std::mem::size_of::<WaitNode>(), 16);
     }
 }

@@ -485,3 +485,51 @@ fn cancels_racing_with_finishing_inputs_lose_nothing_and_free_every_task() {
         }
     });
 }
+
+/// Sets its flag when dropped, that is, when the runtime it observes is let go of.
+struct DropFlag(Arc<AtomicBool>);
+
+impl dagger::observe::Observer for DropFlag {}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_dropped_runtime_finishes_its_pending_tasks_then_lets_go() {
+    watchdog(120, || {
+        for round in 0..40u64 {
+            let let_go = Arc::new(AtomicBool::new(false));
+            let rt = Runtime::builder()
+                .threads(1 + (round % 3) as usize)
+                .observer(DropFlag(let_go.clone()))
+                .build()
+                .unwrap();
+            let (gate, go) = rt.promise::<u64>();
+            // Spawned on the workers (which lend the tasks their counts) and from here.
+            let chain = rt.install(|| {
+                let mut h = spawn_with(&gate, |g: &u64| *g);
+                for i in 0..500 {
+                    h = spawn_with(h, move |x: u64| mix(x, i));
+                }
+                h
+            });
+            let last = rt.spawn_with(&chain, |x: &u64| x + 1);
+            drop(rt);
+            jitter(round);
+            assert!(!let_go.load(Ordering::SeqCst), "pending tasks keep it");
+            assert!(go.complete(Ok(round)));
+            let want = (0..500).fold(round, |x, i| mix(x, i)) + 1;
+            assert_eq!(last.fetch().unwrap(), want, "round {round}");
+            drop((chain, gate));
+            let mut waited = 0;
+            while !let_go.load(Ordering::SeqCst) && waited < 5_000 {
+                std::thread::sleep(Duration::from_millis(1));
+                waited += 1;
+            }
+            assert!(let_go.load(Ordering::SeqCst), "round {round}: never let go");
+        }
+    });
+}

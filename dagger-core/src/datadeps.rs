@@ -297,7 +297,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
         // 'scope is used after 'scope ends.
         let body: Box<dyn FnOnce() -> Result<R, Error> + Send + 'static> =
             unsafe { std::mem::transmute(body) };
-        let handle = spawn_job(self.shared.clone(), info, after, body);
+        let handle = spawn_job(&self.shared, info, after, body);
         let done = handle.task.clone();
         for &(id, writes) in &objects {
             let object = &mut state.objects[id];

@@ -11,6 +11,7 @@ mod datadeps;
 mod error;
 mod execute;
 mod graph;
+mod lease;
 pub mod observe;
 mod runtime;
 mod slot;

@@ -1,9 +1,11 @@
 //! The runtime: a pool of worker threads (rayon) that runs graphs.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::error::Error;
+use crate::lease;
 use crate::observe::{Observer, ObserverGuard, ObserverSet};
 
 /// Worker threads that run graphs. Cheap to share by reference; one runtime runs any
@@ -34,6 +36,16 @@ pub(crate) struct Shared {
     pub(crate) observers: ObserverSet,
     /// The run id under which observers see this runtime's dynamic tasks.
     pub(crate) dynamic_run: u64,
+    /// Counts lent to tasks and worker leases, plus the runtime's own (see [`lease`]).
+    pub(crate) task_counts: AtomicUsize,
+    /// Set when the `Runtime` is dropped: workers stop leasing counts.
+    pub(crate) closing: AtomicBool,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        lease::close(&self.shared);
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -158,7 +170,10 @@ impl RuntimeBuilder {
             pool,
             observers,
             dynamic_run: crate::observe::next_id(),
+            task_counts: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
         });
+        lease::open(&shared);
         let _ = slot.set(Arc::downgrade(&shared));
         Ok(Runtime { shared })
     }

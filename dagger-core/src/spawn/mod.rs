@@ -16,6 +16,7 @@ pub use task::Header;
 pub(crate) use task::TaskRef;
 
 use crate::error::{BoxError, Error};
+use crate::lease::RuntimeRef;
 use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
 pub(crate) use task::TaskInfo;
 use task::{complete_promise, promised_runtime, Job, Promised, Task};
@@ -26,6 +27,14 @@ pub(crate) fn current() -> Result<Arc<Shared>, Error> {
     match current_runtime() {
         Some(shared) => Ok(shared),
         None => Ok(default_runtime()?.shared().clone()),
+    }
+}
+
+/// A task's reference to the runtime `spawn` uses here (see [`current`]).
+fn current_ref() -> Result<RuntimeRef, Error> {
+    match RuntimeRef::current() {
+        Some(runtime) => Ok(runtime),
+        None => Ok(RuntimeRef::of(default_runtime()?.shared())),
     }
 }
 
@@ -298,7 +307,7 @@ pub(crate) fn wait_any(task: &TaskRef) -> Result<(), Error> {
 /// Spawns a type-erased body that runs after `after` (for regions); an `Err` fails the
 /// task and its dependents.
 pub(crate) fn spawn_job<R: Send + Sync + 'static>(
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
     info: TaskInfo,
     after: Vec<TaskRef>,
     body: Box<dyn FnOnce() -> Result<R, Error> + Send>,
@@ -319,7 +328,7 @@ pub(crate) fn spawn_job<R: Send + Sync + 'static>(
             self.after.iter().for_each(|t| each(t.header()))
         }
     }
-    spawn_on(shared, info, After { after, body })
+    spawn_on(RuntimeRef::of(shared), info, After { after, body })
 }
 
 /// A short name for a closure or function: its type's path without generics or closure
@@ -371,7 +380,11 @@ impl Runtime {
         T: Send + Sync + 'static,
     {
         let info = info::<F>(std::panic::Location::caller());
-        launch(Ok(self.shared().clone()), info, Call::infallible(inputs, f))
+        launch(
+            Ok(RuntimeRef::of(self.shared())),
+            info,
+            Call::infallible(inputs, f),
+        )
     }
 
     /// Like [`spawn_with`](Runtime::spawn_with) for a closure that returns `Result`: an
@@ -387,14 +400,14 @@ impl Runtime {
     {
         let info = info::<F>(std::panic::Location::caller());
         launch(
-            Ok(self.shared().clone()),
+            Ok(RuntimeRef::of(self.shared())),
             info,
             Call::fallible(inputs, f, info),
         )
     }
 }
 
-fn spawn_on<T, J>(shared: Arc<Shared>, info: TaskInfo, job: J) -> Handle<T>
+fn spawn_on<T, J>(shared: RuntimeRef, info: TaskInfo, job: J) -> Handle<T>
 where
     T: Send + Sync + 'static,
     J: Job<T> + 'static,
@@ -403,7 +416,7 @@ where
 }
 
 /// Spawns `job` on `runtime`, or returns a handle that failed with the reason there is none.
-fn launch<T, J>(runtime: Result<Arc<Shared>, Error>, info: TaskInfo, job: J) -> Handle<T>
+fn launch<T, J>(runtime: Result<RuntimeRef, Error>, info: TaskInfo, job: J) -> Handle<T>
 where
     T: Send + Sync + 'static,
     J: Job<T> + 'static,
@@ -451,7 +464,7 @@ where
     T: Send + Sync + 'static,
 {
     let info = info::<F>(std::panic::Location::caller());
-    launch(current(), info, Call::infallible(inputs, f))
+    launch(current_ref(), info, Call::infallible(inputs, f))
 }
 
 /// Like [`spawn_with`] for a closure that returns `Result`: an `Err` fails the task, and
@@ -466,5 +479,5 @@ where
     E: Into<BoxError> + 'static,
 {
     let info = info::<F>(std::panic::Location::caller());
-    launch(current(), info, Call::fallible(inputs, f, info))
+    launch(current_ref(), info, Call::fallible(inputs, f, info))
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::memory;
 use crate::error::{panic_message, Error};
+use crate::lease::RuntimeRef;
 use crate::observe::{
     clear_device_notes, next_id, take_device_notes, TaskEnd, TaskStart, Timestamp, Worker,
 };
@@ -401,7 +402,7 @@ pub(crate) trait Job<T>: Send {
 #[repr(C)]
 pub(crate) struct Task<T, J> {
     cell: Cell<T>,
-    shared: Arc<Shared>,
+    shared: RuntimeRef,
     job: UnsafeCell<Option<J>>,
     /// The waiter node for the first input, in this allocation (no box for it).
     link: UnsafeCell<MaybeUninit<WaitNode>>,
@@ -420,7 +421,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
 
     /// Creates the task, subscribes it to its inputs, and schedules it once they are
     /// ready. Returns the handle's reference.
-    pub(crate) fn spawn(shared: Arc<Shared>, info: TaskInfo, job: J) -> TaskRef {
+    pub(crate) fn spawn(shared: RuntimeRef, info: TaskInfo, job: J) -> TaskRef {
         let inputs = job.input_count();
         let Some(pending) =
             u32::try_from(inputs)
@@ -557,7 +558,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
     unsafe fn shared(ptr: NonNull<Header>) -> Option<NonNull<Shared>> {
         // SAFETY: the caller holds a reference.
         let task = unsafe { Self::get(ptr) };
-        Some(NonNull::from(&*task.shared))
+        Some(task.shared.as_non_null())
     }
 
     unsafe fn free(ptr: NonNull<Header>) {
@@ -625,14 +626,15 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         let header = &self.cell.header;
         let info = header.info;
         // Observers see dynamic tasks as nodes of their runtime's one dynamic run.
-        let observers = self.shared.observers.snapshot();
+        let shared = self.shared.get();
+        let observers = shared.observers.snapshot();
         let observed = observers.as_ref().map(|observers| {
-            let worker = match self.shared.pool.current_thread_index() {
+            let worker = match shared.pool.current_thread_index() {
                 Some(n) => Worker::Thread(n),
                 None => Worker::Caller,
             };
             let start = TaskStart {
-                run: self.shared.dynamic_run,
+                run: shared.dynamic_run,
                 node: next_id() as usize,
                 name: info.name(),
                 location: info.location(),

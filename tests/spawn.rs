@@ -521,7 +521,7 @@ fn a_dropped_runtime_finishes_its_pending_tasks_then_lets_go() {
             jitter(round);
             assert!(!let_go.load(Ordering::SeqCst), "pending tasks keep it");
             assert!(go.complete(Ok(round)));
-            let want = (0..500).fold(round, |x, i| mix(x, i)) + 1;
+            let want = (0..500).fold(round, mix) + 1;
             assert_eq!(last.fetch().unwrap(), want, "round {round}");
             drop((chain, gate));
             let mut waited = 0;

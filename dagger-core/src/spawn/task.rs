@@ -110,6 +110,8 @@ struct VTable {
 pub struct Header {
     refs: AtomicUsize,
     state: AtomicU8,
+    /// For a task with a job: its waiter nodes are boxed (more than two inputs).
+    boxed_links: bool,
     /// For a task with a job: inputs not finished yet, plus, with several inputs, one
     /// held while the task subscribes to them (here, it fills the state's padding).
     pending: AtomicU32,
@@ -132,6 +134,7 @@ impl Header {
             refs: AtomicUsize::new(refs),
             state: AtomicU8::new(PENDING),
             pending: AtomicU32::new(0),
+            boxed_links: false,
             waiters: AtomicPtr::new(ptr::null_mut()),
             failure: AtomicPtr::new(ptr::null_mut()),
             vtable,
@@ -404,10 +407,26 @@ pub(crate) struct Task<T, J> {
     cell: Cell<T>,
     shared: RuntimeRef,
     job: UnsafeCell<Option<J>>,
-    /// The waiter node for the first input, in this allocation (no box for it).
-    link: UnsafeCell<MaybeUninit<WaitNode>>,
-    /// The waiter nodes for the other inputs, in one allocation.
-    more_links: UnsafeCell<Option<Box<[MaybeUninit<WaitNode>]>>>,
+    /// The waiter nodes for the first two inputs, in this allocation. With more inputs,
+    /// the second slot holds instead the boxed nodes of all inputs but the first (see
+    /// [`Header::boxed_links`]).
+    links: UnsafeCell<[MaybeUninit<WaitNode>; 2]>,
+}
+
+/// Where the second link slot of a task with more than two inputs points.
+type BoxedLinks = (*mut MaybeUninit<WaitNode>, usize);
+
+impl<T, J> Drop for Task<T, J> {
+    fn drop(&mut self) {
+        if self.cell.header.boxed_links {
+            // SAFETY: with boxed links, the second slot holds the parts of the boxed slice,
+            // written once at spawn; nothing refers to the nodes once the task is freed.
+            unsafe {
+                let (nodes, len) = self.links.get_mut()[1].as_ptr().cast::<BoxedLinks>().read();
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(nodes, len)));
+            }
+        }
+    }
 }
 
 impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
@@ -436,15 +455,15 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 )),
             );
         };
-        let header = Header::new(info, 2, &Self::VTABLE);
+        let mut header = Header::new(info, 2, &Self::VTABLE);
         header.pending.store(pending, Ordering::Relaxed);
+        header.boxed_links = inputs > 2;
         let task = boxed(Task {
             // One reference for the handle, one ready reference.
             cell: Cell::<T>::new(header),
             shared,
             job: UnsafeCell::new(Some(job)),
-            link: UnsafeCell::new(MaybeUninit::uninit()),
-            more_links: UnsafeCell::new(None),
+            links: UnsafeCell::new([MaybeUninit::uninit(), MaybeUninit::uninit()]),
         });
         let ptr = task.cast::<Header>();
         let handle = TaskRef { ptr };
@@ -463,8 +482,8 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 let input = input.expect("a job with one input names it");
                 // SAFETY: the job holds a handle to its input, so the input lives until
                 // the task has run, which needs this subscription first.
-                let node = task.link.get().cast::<WaitNode>();
-                // SAFETY: the link is used once, here.
+                let node = task.links.get().cast::<WaitNode>();
+                // SAFETY: the first link is used once, here.
                 if !unsafe { task.subscribe(input.as_ref(), node) } {
                     schedule(ready);
                 }
@@ -472,10 +491,21 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
             _ => {
                 let mut already_done = 0;
                 // SAFETY: nothing else touches the links before the task subscribes.
-                let more = unsafe { &mut *task.more_links.get() }
-                    .insert(Box::new_uninit_slice(inputs - 1));
-                let mut nodes = std::iter::once(task.link.get().cast::<WaitNode>())
-                    .chain(more.iter_mut().map(|node| node.as_mut_ptr()));
+                let links = unsafe { &mut *task.links.get() };
+                let first = links[0].as_mut_ptr();
+                let rest: *mut MaybeUninit<WaitNode> = if inputs == 2 {
+                    links[1].as_mut_ptr().cast()
+                } else {
+                    let boxed = Box::into_raw(Box::<[WaitNode]>::new_uninit_slice(inputs - 1));
+                    let parts: BoxedLinks = (boxed.cast(), inputs - 1);
+                    // SAFETY: the slot is as large and aligned as the parts (tested); the
+                    // header's `boxed_links` (set before) tells `drop` to read them back.
+                    unsafe { links[1].as_mut_ptr().cast::<BoxedLinks>().write(parts) };
+                    boxed.cast()
+                };
+                // SAFETY: `rest` has `inputs - 1` nodes.
+                let mut nodes = std::iter::once(first)
+                    .chain((0..inputs - 1).map(|i| unsafe { rest.add(i) }.cast::<WaitNode>()));
                 // SAFETY: the guard count in `pending` keeps the task from running (and
                 // taking its job) until it is released below.
                 let job = unsafe { (*task.job.get()).as_ref() }.expect("a new task has its job");
@@ -1009,5 +1039,9 @@ mod tests {
         assert!(std::mem::size_of::<Header>() <= 56);
         assert!(std::mem::size_of::<Task<u64, Link>>() <= 128);
         assert_eq!(std::mem::size_of::<WaitNode>(), 16);
+        assert_eq!(
+            std::alloc::Layout::new::<BoxedLinks>(),
+            std::alloc::Layout::new::<WaitNode>()
+        );
     }
 }

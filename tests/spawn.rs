@@ -533,3 +533,30 @@ fn a_dropped_runtime_finishes_its_pending_tasks_then_lets_go() {
         }
     });
 }
+
+#[test]
+fn ready_tasks_spawned_on_one_worker_spread_over_the_idle_ones() {
+    watchdog(60, || {
+        let rt = runtime(4);
+        let ran_on = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let r = ran_on.clone();
+        let total = rt.install(move || {
+            // All spawned from one worker into its own queue; the others must steal.
+            let handles: Vec<Handle<u64>> = (0..800u64)
+                .map(|i| {
+                    let r = r.clone();
+                    spawn(move || {
+                        let name = std::thread::current().name().map(str::to_owned);
+                        r.lock().unwrap().insert(name);
+                        std::thread::sleep(Duration::from_micros(250));
+                        i
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.fetch().unwrap()).sum::<u64>()
+        });
+        assert_eq!(total, (0..800).sum::<u64>());
+        let threads = ran_on.lock().unwrap().len();
+        assert!(threads >= 3, "only {threads} of 4 workers ran tasks");
+    });
+}

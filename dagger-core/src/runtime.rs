@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use crate::error::Error;
 use crate::lease;
 use crate::observe::{Observer, ObserverGuard, ObserverSet};
+use crate::spawn::queue::Queues;
 
 /// Worker threads that run graphs. Cheap to share by reference; one runtime runs any
 /// number of graphs, one after another or at the same time, and stays usable after a
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) task_counts: AtomicUsize,
     /// Set when the `Runtime` is dropped: workers stop leasing counts.
     pub(crate) closing: AtomicBool,
+    /// The workers' queues of ready tasks.
+    pub(crate) queues: Arc<Queues>,
 }
 
 impl Drop for Runtime {
@@ -153,10 +156,16 @@ impl RuntimeBuilder {
         // Each worker learns its runtime once the runtime exists (see `current_runtime`).
         let slot: Arc<OnceLock<Weak<Shared>>> = Arc::new(OnceLock::new());
         let worker_slot = slot.clone();
+        let id = crate::observe::next_id();
+        let queues = Arc::new(Queues::new(threads));
+        let worker_queues = queues.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("{prefix}-{i}"))
-            .start_handler(move |_| WORKER_OF.with(|w| *w.borrow_mut() = Some(worker_slot.clone())))
+            .start_handler(move |index| {
+                WORKER_OF.with(|w| *w.borrow_mut() = Some(worker_slot.clone()));
+                worker_queues.adopt(id, index);
+            })
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
         let observers = ObserverSet::default();
@@ -169,9 +178,10 @@ impl RuntimeBuilder {
         let shared = Arc::new(Shared {
             pool,
             observers,
-            dynamic_run: crate::observe::next_id(),
+            dynamic_run: id,
             task_counts: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            queues,
         });
         lease::open(&shared);
         let _ = slot.set(Arc::downgrade(&shared));

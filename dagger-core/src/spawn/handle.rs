@@ -54,6 +54,12 @@ pub(crate) fn wait_for(header: &Header) {
         let mut subscribed = false;
         let mut idle = 0u32;
         while !header.is_done() {
+            // This worker's own ready tasks first (newest first), then any rayon job.
+            if let Some(task) = super::queue::pop_local() {
+                super::task::run_chain(task);
+                idle = 0;
+                continue;
+            }
             if let Some(rayon::Yield::Executed) = rayon::yield_now() {
                 idle = 0;
                 continue;

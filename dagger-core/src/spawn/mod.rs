@@ -5,6 +5,7 @@
 mod handle;
 mod inputs;
 mod memory;
+pub(crate) mod queue;
 mod task;
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::memory;
+use super::{memory, queue};
 use crate::error::{panic_message, Error};
 use crate::lease::RuntimeRef;
 use crate::observe::{
@@ -938,20 +938,16 @@ unsafe fn unbox<X>(ptr: NonNull<X>) {
 
 /// Queues a ready task on its runtime's workers.
 fn schedule(task: ReadyTask) {
-    // SAFETY: the ready task keeps its runtime alive (it holds an `Arc`) until it runs.
-    let on_its_workers = unsafe { task.shared().as_ref() }
-        .pool
-        .current_thread_index()
-        .is_some();
-    if on_its_workers {
-        // `rayon::spawn` queues on this worker's own pool, without touching the runtime
-        // (which the task, once queued, may free on another thread at any time).
-        rayon::spawn(move || run_chain(task));
-    } else {
-        // SAFETY: as above; the clone keeps the runtime alive while the job is queued.
-        let shared = unsafe { clone_shared(task.shared()) };
-        shared.pool.spawn(move || run_chain(task));
-    }
+    let runtime = task.shared();
+    // SAFETY: the ready task keeps its runtime alive until it runs; the reference is not
+    // used once the task is queued (it may run and free the runtime at once).
+    let Err(task) = queue::push_local(unsafe { runtime.as_ref() }, task) else {
+        return;
+    };
+    // Not on one of its workers: queue it on its pool.
+    // SAFETY: as above; the clone keeps the runtime alive while the job is queued.
+    let shared = unsafe { clone_shared(runtime) };
+    shared.pool.spawn(move || run_chain(task));
 }
 
 /// A counted reference to the runtime at `shared`.
@@ -999,7 +995,7 @@ fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
 
 /// Runs a task, then each dependent it made ready, as long as they belong to the same
 /// runtime (others are queued on theirs).
-fn run_chain(first: ReadyTask) {
+pub(crate) fn run_chain(first: ReadyTask) {
     let mut next = Some(first);
     while let Some(task) = next.take() {
         let runtime = task.shared();

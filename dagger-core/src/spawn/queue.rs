@@ -1,0 +1,170 @@
+//! Worker queues: a task that becomes ready on a worker of its runtime goes to that
+//! worker's own queue, a work-stealing deque of task pointers (no allocation and no rayon
+//! job per task). Rayon only sees *pumps*: jobs that run the tasks of one worker's queue.
+//! The owner pops its own queue (newest first) when it waits for a task; a pump on another
+//! worker steals (oldest first) and, while more is left, spawns another pump so that more
+//! idle workers join in.
+//!
+//! No task is stranded: while a queue holds tasks, a pump for it is queued or running. A
+//! push starts a pump when none is active; the last pump to stop looks at the queue once
+//! more after stopping; SeqCst fences on both sides make one of them see the other.
+
+use std::cell::RefCell;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_deque::{Steal, Stealer, Worker};
+
+use super::task::{run_chain, ReadyTask};
+use crate::runtime::Shared;
+
+/// The queues of one runtime's workers, as other threads see them.
+pub(crate) struct Queues {
+    queues: Box<[SharedQueue]>,
+    /// Handed to each worker thread when it starts (see [`Queues::adopt`]).
+    unclaimed: Mutex<Vec<Option<Worker<ReadyTask>>>>,
+}
+
+struct SharedQueue {
+    stealer: Stealer<ReadyTask>,
+    /// Pumps queued or running for this queue.
+    pumps: AtomicUsize,
+}
+
+/// A worker's own end of its queue.
+struct LocalQueue {
+    runtime: u64,
+    index: usize,
+    worker: Worker<ReadyTask>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<LocalQueue>> = const { RefCell::new(None) };
+}
+
+impl Queues {
+    pub(crate) fn new(threads: usize) -> Queues {
+        let workers: Vec<Worker<ReadyTask>> = (0..threads).map(|_| Worker::new_lifo()).collect();
+        let queues = workers
+            .iter()
+            .map(|w| SharedQueue {
+                stealer: w.stealer(),
+                pumps: AtomicUsize::new(0),
+            })
+            .collect();
+        Queues {
+            queues,
+            unclaimed: Mutex::new(workers.into_iter().map(Some).collect()),
+        }
+    }
+
+    /// Makes queue `index` the calling worker thread's own, for the runtime `runtime`.
+    pub(crate) fn adopt(&self, runtime: u64, index: usize) {
+        let worker = self.unclaimed.lock().unwrap_or_else(|e| e.into_inner())[index].take();
+        if let Some(worker) = worker {
+            LOCAL.with(|local| {
+                *local.borrow_mut() = Some(LocalQueue {
+                    runtime,
+                    index,
+                    worker,
+                })
+            });
+        }
+    }
+}
+
+/// Queues `task` on this thread's own queue if it is a worker of `shared`; gives it
+/// back otherwise.
+pub(crate) fn push_local(shared: &Shared, task: ReadyTask) -> Result<(), ReadyTask> {
+    let pushed = LOCAL.with(|local| {
+        let local = local.borrow();
+        match &*local {
+            Some(own) if own.runtime == shared.dynamic_run => {
+                own.worker.push(task);
+                Ok(own.index)
+            }
+            _ => Err(task),
+        }
+    })?;
+    // Memory ordering: SeqCst, against the last pump's stop (see the module docs).
+    fence(Ordering::SeqCst);
+    let queue = &shared.queues.queues[pushed];
+    if queue.pumps.load(Ordering::SeqCst) == 0
+        && queue
+            .pumps
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    {
+        spawn_pump(shared, pushed);
+    }
+    Ok(())
+}
+
+/// The newest task of this worker's own queue.
+pub(crate) fn pop_local() -> Option<ReadyTask> {
+    LOCAL.with(|local| local.borrow().as_ref().and_then(|own| own.worker.pop()))
+}
+
+/// Queues a pump for queue `index` on the current worker's pool (`shared`'s).
+fn spawn_pump(shared: &Shared, index: usize) {
+    // SAFETY: `shared` is borrowed from a live `Arc` (a ready task's runtime), so adding
+    // a count is sound; the pump holds it while it runs.
+    let shared: Arc<Shared> = unsafe {
+        let ptr: *const Shared = shared;
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
+    };
+    rayon::spawn(move || pump(&shared, index));
+}
+
+/// Runs the tasks of queue `owner` until it is empty.
+fn pump(shared: &Shared, owner: usize) {
+    let queue = &shared.queues.queues[owner];
+    let mine = LOCAL.with(|local| {
+        local
+            .borrow()
+            .as_ref()
+            .is_some_and(|own| own.runtime == shared.dynamic_run && own.index == owner)
+    });
+    let threads = shared.queues.queues.len();
+    loop {
+        loop {
+            let task = if mine {
+                pop_local()
+            } else {
+                steal(&queue.stealer)
+            };
+            let Some(task) = task else { break };
+            if !mine && !queue.stealer.is_empty() && queue.pumps.load(Ordering::Relaxed) < threads {
+                // More is left: let another idle worker help.
+                queue.pumps.fetch_add(1, Ordering::SeqCst);
+                spawn_pump(shared, owner);
+            }
+            run_chain(task);
+        }
+        // Stop; the last pump to stop looks once more, so a task pushed meanwhile (which
+        // saw a pump active and started none) is not stranded.
+        if queue.pumps.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        if queue.stealer.is_empty()
+            || queue
+                .pumps
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn steal(stealer: &Stealer<ReadyTask>) -> Option<ReadyTask> {
+    loop {
+        match stealer.steal() {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
+        }
+    }
+}

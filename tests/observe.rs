@@ -52,14 +52,15 @@ fn recorded() -> (Trace, &'static dagger::Graph) {
         let b = make(200);
         let sa = total(&a);
         let sb = total(&b);
-        let x = nap(5);
-        let y = nap(2);
+        // Far apart, so that a loaded machine does not swap which nap is longer.
+        let x = nap(30);
+        let y = nap(1);
         let s = add(sa, sb);
         let t = add(x, y);
         (s, t)
     };
     let graph = g.graph();
-    assert_eq!(g.run_on(&rt).unwrap(), (4950 + 19900, 7));
+    assert_eq!(g.run_on(&rt).unwrap(), (4950 + 19900, 31));
     (recorder.trace(), graph)
 }
 
@@ -88,8 +89,8 @@ fn records_every_task_once_with_worker_and_times() {
         }
         let nap = trace.tasks().iter().find(|t| t.node == 4).unwrap();
         assert!(
-            nap.duration_ns() >= 5_000_000,
-            "nap(5) took {} ns",
+            nap.duration_ns() >= 30_000_000,
+            "nap(30) took {} ns",
             nap.duration_ns()
         );
     });
@@ -194,10 +195,10 @@ fn executed_dot_is_valid_with_every_node_and_the_critical_path() {
         );
     }
     assert_eq!(parsed.edges.set.len(), graph.edges().len());
-    // The naps (5 ms + add) are the heaviest chain.
+    // The naps (30 ms + add) are the heaviest chain.
     let (path, total) = trace.critical_path(run);
-    assert_eq!(path, [4, 7], "nap(5) -> add");
-    assert!(total >= 5_000_000);
+    assert_eq!(path, [4, 7], "nap(30) -> add");
+    assert!(total >= 30_000_000);
     assert!(
         dot.contains(&format!(
             "r{run}n4 -> r{run}n7 [label=\"x\", color=\"#c62828\", penwidth=2.5]"
@@ -221,7 +222,7 @@ fn summary_totals_by_name() {
     assert_eq!(summary.tasks, 8);
     let nap = summary.by_name.iter().find(|s| s.name == "nap").unwrap();
     assert_eq!(nap.count, 2);
-    assert!(nap.total_ns >= 7_000_000 && nap.max_ns >= 5_000_000);
+    assert!(nap.total_ns >= 31_000_000 && nap.max_ns >= 30_000_000);
     assert_eq!(summary.by_name[0].name, "nap", "sorted by total time");
     assert_eq!(summary.critical_path.0, ["nap", "add"]);
     assert!(summary.parallelism > 0.0);

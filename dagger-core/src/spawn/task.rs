@@ -223,33 +223,26 @@ impl Header {
         }
     }
 
-    /// Closes the list and hands every waiter to `each`, in the order they subscribed.
+    /// Closes the list and hands every waiter to `each`, the last to subscribe first.
     fn close(&self, mut each: impl FnMut(Waiter)) {
         // Memory ordering: AcqRel: Acquire sees every node pushed before the swap; Release
         // orders the outcome stored before it for subscribers that find the list closed.
         let mut node = self.waiters.swap(CLOSED, Ordering::AcqRel);
-        // The list is newest first: reverse it in place.
-        let mut reversed: *mut WaitNode = ptr::null_mut();
+        // Newest first: reversing first would walk a wide fan-out's nodes (each in its own
+        // task, cold by now) twice.
         while !node.is_null() && node != CLOSED {
+            let current = node;
             // SAFETY: the swap gave this thread sole ownership of the whole list, whose
-            // nodes stay valid until taken out (the contract of `push`).
-            let next = unsafe { (*node).next };
-            // SAFETY: as above.
-            unsafe { (*node).next = reversed };
-            reversed = node;
-            node = next;
-        }
-        while !reversed.is_null() {
-            let node = reversed;
-            // SAFETY: as above. A task's node lives in the waiting task, which may be
-            // freed once notified: read everything before handing the waiter on. A
-            // thread's node (from `boxed`) is moved out of and freed exactly once here.
+            // nodes stay valid until taken out (the contract of `push`). A task's node
+            // lives in the waiting task, which may be freed once notified: read everything
+            // before handing the waiter on. A thread's node (from `boxed`) is moved out of
+            // and freed exactly once here.
             let waiter = unsafe {
-                reversed = (*node).next;
-                match NonNull::new((*node).task.cast_mut()) {
+                node = (*current).next;
+                match NonNull::new((*current).task.cast_mut()) {
                     Some(task) => Waiter::Task(task),
                     None => {
-                        let thread_node = NonNull::new_unchecked(node.cast::<ThreadNode>());
+                        let thread_node = NonNull::new_unchecked(current.cast::<ThreadNode>());
                         let thread = ptr::read(&thread_node.as_ref().thread);
                         memory::free(thread_node);
                         Waiter::Thread(thread)

@@ -560,3 +560,31 @@ fn ready_tasks_spawned_on_one_worker_spread_over_the_idle_ones() {
         assert!(threads >= 3, "only {threads} of 4 workers ran tasks");
     });
 }
+
+#[test]
+fn a_task_blocked_outside_dagger_does_not_hold_up_what_it_spawned() {
+    watchdog(60, || {
+        let rt = runtime(2);
+        for round in 0..50u64 {
+            let total = rt.install(|| {
+                // The children sit in this worker's own queue while it blocks on a channel
+                // (not on a handle, so it cannot run them itself): the other worker must
+                // be able to take them.
+                let (tx, rx) = std::sync::mpsc::channel();
+                let children: Vec<Handle<()>> = (0..4u64)
+                    .map(|i| {
+                        let tx = tx.clone();
+                        spawn(move || tx.send(mix(round, i)).unwrap())
+                    })
+                    .collect();
+                let sum = (0..4)
+                    .map(|_| rx.recv().unwrap())
+                    .fold(0u64, u64::wrapping_add);
+                drop(children);
+                sum
+            });
+            let want = (0..4).map(|i| mix(round, i)).fold(0u64, u64::wrapping_add);
+            assert_eq!(total, want);
+        }
+    });
+}

@@ -2,12 +2,12 @@
 //! worker's own queue, a work-stealing deque of task pointers (no allocation and no rayon
 //! job per task). Rayon only sees *pumps*: jobs that run the tasks of one worker's queue.
 //! The owner pops its own queue (newest first) when it waits for a task; a pump on another
-//! worker steals (oldest first) and, while more is left, spawns another pump so that more
-//! idle workers join in.
+//! worker steals (oldest first).
 //!
-//! No task is stranded: while a queue holds tasks, a pump for it is queued or running. A
-//! push starts a pump when none is active; the last pump to stop looks at the queue once
-//! more after stopping; SeqCst fences on both sides make one of them see the other.
+//! No task is stranded, and none waits behind a task that blocks: while a queue holds
+//! tasks, a pump for it is queued in rayon (where any idle worker can steal it). A push
+//! queues one unless one is queued; a pump, once started, queues the next before it runs
+//! a task if more are left. SeqCst fences make a push and a starting pump see each other.
 
 use std::cell::RefCell;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
@@ -27,8 +27,8 @@ pub(crate) struct Queues {
 
 struct SharedQueue {
     stealer: Stealer<ReadyTask>,
-    /// Pumps queued or running for this queue.
-    pumps: AtomicUsize,
+    /// Pumps queued for this queue and not started yet.
+    queued_pumps: AtomicUsize,
 }
 
 /// A worker's own end of its queue.
@@ -49,7 +49,7 @@ impl Queues {
             .iter()
             .map(|w| SharedQueue {
                 stealer: w.stealer(),
-                pumps: AtomicUsize::new(0),
+                queued_pumps: AtomicUsize::new(0),
             })
             .collect();
         Queues {
@@ -86,17 +86,9 @@ pub(crate) fn push_local(shared: &Shared, task: ReadyTask) -> Result<(), ReadyTa
             _ => Err(task),
         }
     })?;
-    // Memory ordering: SeqCst, against the last pump's stop (see the module docs).
+    // Memory ordering: SeqCst, against a queued pump starting (see `pump`).
     fence(Ordering::SeqCst);
-    let queue = &shared.queues.queues[pushed];
-    if queue.pumps.load(Ordering::SeqCst) == 0
-        && queue
-            .pumps
-            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
-    {
-        spawn_pump(shared, pushed);
-    }
+    keep_a_pump_queued(shared, pushed);
     Ok(())
 }
 
@@ -105,57 +97,53 @@ pub(crate) fn pop_local() -> Option<ReadyTask> {
     LOCAL.with(|local| local.borrow().as_ref().and_then(|own| own.worker.pop()))
 }
 
-/// Queues a pump for queue `index` on the current worker's pool (`shared`'s).
-fn spawn_pump(shared: &Shared, index: usize) {
-    // SAFETY: `shared` is borrowed from a live `Arc` (a ready task's runtime), so adding
-    // a count is sound; the pump holds it while it runs.
-    let shared: Arc<Shared> = unsafe {
-        let ptr: *const Shared = shared;
-        Arc::increment_strong_count(ptr);
-        Arc::from_raw(ptr)
-    };
-    rayon::spawn(move || pump(&shared, index));
+/// Queues a pump for queue `index` unless one is queued (and not started) already.
+fn keep_a_pump_queued(shared: &Shared, index: usize) {
+    let queue = &shared.queues.queues[index];
+    if queue.queued_pumps.load(Ordering::SeqCst) == 0
+        && queue
+            .queued_pumps
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    {
+        // SAFETY: `shared` is borrowed from a live `Arc` (a ready task's runtime, or a
+        // running pump's), so adding a count is sound; the pump holds it while it runs.
+        let shared: Arc<Shared> = unsafe {
+            let ptr: *const Shared = shared;
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        };
+        // On a worker of `shared`'s pool (both callers are): queued on this worker.
+        rayon::spawn(move || pump(&shared, index));
+    }
 }
 
-/// Runs the tasks of queue `owner` until it is empty.
+/// Runs the tasks of queue `owner` until it is empty, keeping another pump queued while
+/// tasks are left, so that idle workers can join in and a task that blocks (on a lock, a
+/// channel) does not hold up the rest of the queue.
 fn pump(shared: &Shared, owner: usize) {
     let queue = &shared.queues.queues[owner];
+    queue.queued_pumps.fetch_sub(1, Ordering::SeqCst);
+    // Memory ordering: SeqCst: a push that saw this pump queued (and started none) is seen
+    // by the looks at the queue below.
+    fence(Ordering::SeqCst);
     let mine = LOCAL.with(|local| {
         local
             .borrow()
             .as_ref()
             .is_some_and(|own| own.runtime == shared.dynamic_run && own.index == owner)
     });
-    let threads = shared.queues.queues.len();
     loop {
-        loop {
-            let task = if mine {
-                pop_local()
-            } else {
-                steal(&queue.stealer)
-            };
-            let Some(task) = task else { break };
-            if !mine && !queue.stealer.is_empty() && queue.pumps.load(Ordering::Relaxed) < threads {
-                // More is left: let another idle worker help.
-                queue.pumps.fetch_add(1, Ordering::SeqCst);
-                spawn_pump(shared, owner);
-            }
-            run_chain(task);
+        let task = if mine {
+            pop_local()
+        } else {
+            steal(&queue.stealer)
+        };
+        let Some(task) = task else { return };
+        if !queue.stealer.is_empty() {
+            keep_a_pump_queued(shared, owner);
         }
-        // Stop; the last pump to stop looks once more, so a task pushed meanwhile (which
-        // saw a pump active and started none) is not stranded.
-        if queue.pumps.fetch_sub(1, Ordering::SeqCst) != 1 {
-            return;
-        }
-        fence(Ordering::SeqCst);
-        if queue.stealer.is_empty()
-            || queue
-                .pumps
-                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
+        run_chain(task);
     }
 }
 

@@ -724,10 +724,12 @@ unsafe fn finish<T>(cell: &Cell<T>, value: Option<T>) -> Ready {
         Waiter::Task(dependent) => {
             // SAFETY: a waiting task is alive until notified (see the module docs).
             if unsafe { (dependent.as_ref().vtable.input_done)(dependent, failure) } {
+                // Waiters come newest first; the oldest ready one runs next, so that
+                // tasks run in the order they were spawned (which is also the order of
+                // their memory: a wavefront run out of order touches far more of it).
                 let task = ReadyTask { ptr: dependent };
-                match ready.first {
-                    None => ready.first = Some(task),
-                    Some(_) => ready.rest.push(task),
+                if let Some(newer) = ready.first.replace(task) {
+                    ready.rest.push(newer);
                 }
             }
         }
@@ -739,9 +741,9 @@ unsafe fn finish<T>(cell: &Cell<T>, value: Option<T>) -> Ready {
 /// Dependents that became ready when a task finished.
 #[derive(Default)]
 pub(crate) struct Ready {
-    /// Run next by the thread that finished the task.
+    /// Run next by the thread that finished the task: the one that subscribed first.
     first: Option<ReadyTask>,
-    /// Queued.
+    /// Queued, newest first.
     rest: Vec<ReadyTask>,
 }
 

@@ -285,7 +285,7 @@
 //!
 //! A finished task is freed as soon as no handle and no waiting task refers to it. Its
 //! memory is kept for the next tasks (per-thread free lists, and a shared depot of at most
-//! 128 MiB); [`release_task_memory`] hands the depot back to the system allocator after a
+//! 256 MiB); [`release_task_memory`] hands the depot back to the system allocator after a
 //! very large graph.
 //!
 //! ## Data-dependency regions (Dagger's Datadeps)

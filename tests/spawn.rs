@@ -588,3 +588,53 @@ fn a_task_blocked_outside_dagger_does_not_hold_up_what_it_spawned() {
         }
     });
 }
+
+/// A random tree of nested spawns, evaluated in parallel and sequentially: each call
+/// spawns up to 5 children (how many follows from its seed) and waits for them in two
+/// ways: the first two by handle, the rest through a task that joins them.
+fn tree_parallel(seed: u64, depth: u32) -> u64 {
+    let mut rng = Rng::new(seed);
+    if depth == 0 {
+        jitter(seed);
+        return mix(seed, 1);
+    }
+    let children: Vec<Handle<u64>> = (0..rng.below(6))
+        .map(|k| {
+            let child = mix(seed, k);
+            spawn(move || tree_parallel(child, depth - 1))
+        })
+        .collect();
+    let (first, rest) = children.split_at(children.len().min(2));
+    let joined = spawn_with(rest.to_vec(), |xs: Vec<u64>| xs.into_iter().fold(0, mix));
+    first
+        .iter()
+        .map(|h| h.fetch_ref().unwrap())
+        .fold(seed, |a, &b| mix(a, b))
+        ^ joined.fetch().unwrap()
+}
+
+fn tree_sequential(seed: u64, depth: u32) -> u64 {
+    let mut rng = Rng::new(seed);
+    if depth == 0 {
+        return mix(seed, 1);
+    }
+    let values: Vec<u64> = (0..rng.below(6))
+        .map(|k| tree_sequential(mix(seed, k), depth - 1))
+        .collect();
+    let (first, rest) = values.split_at(values.len().min(2));
+    first.iter().fold(seed, |a, &b| mix(a, b)) ^ rest.iter().fold(0, |a, &b| mix(a, b))
+}
+
+#[test]
+fn random_nested_spawns_match_a_sequential_run_on_any_thread_count() {
+    watchdog(120, || {
+        for threads in [1, 2, 3, 8] {
+            let rt = runtime(threads);
+            for seed in 1..=6u64 {
+                let want = tree_sequential(seed, 8);
+                let got = rt.install(move || tree_parallel(seed, 8));
+                assert_eq!(got, want, "{threads} threads, seed {seed}");
+            }
+        }
+    });
+}

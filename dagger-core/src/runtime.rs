@@ -35,7 +35,8 @@ pub(crate) fn current_runtime() -> Option<Arc<Shared>> {
 pub(crate) struct Shared {
     pub(crate) pool: rayon::ThreadPool,
     pub(crate) observers: ObserverSet,
-    /// The run id under which observers see this runtime's dynamic tasks.
+    /// This runtime's id: the run id under which observers see its dynamic tasks, and the
+    /// tag of its workers' queues.
     pub(crate) dynamic_run: u64,
     /// Counts lent to tasks and worker leases, plus the runtime's own (see [`lease`]).
     pub(crate) task_counts: AtomicUsize,

@@ -239,12 +239,8 @@ fn system_alloc(layout: Layout) -> NonNull<u8> {
 /// Returns the task memory kept for reuse by the depot to the system allocator (memory
 /// kept by running threads stays with them, at most two lists per size class each).
 pub fn release_task_memory() {
-    for (class, lists) in DEPOT.lists.iter().enumerate() {
-        let taken = std::mem::take(&mut *lists.lock().unwrap_or_else(|e| e.into_inner()));
-        for mut list in taken {
-            DEPOT
-                .bytes
-                .fetch_sub(list.len * layout(class).size(), Ordering::Relaxed);
+    for class in 0..CLASSES {
+        while let Some(mut list) = DEPOT.take(class) {
             list.release(class);
         }
     }

@@ -10,12 +10,13 @@
 //! a task if more are left. SeqCst fences make a push and a starting pump see each other.
 
 use std::cell::RefCell;
+use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crossbeam_deque::{Steal, Stealer, Worker};
 
-use super::task::{run_chain, ReadyTask};
+use super::task::{clone_shared, run_chain, ReadyTask};
 use crate::runtime::Shared;
 
 /// The queues of one runtime's workers, as other threads see them.
@@ -107,12 +108,8 @@ fn keep_a_pump_queued(shared: &Shared, index: usize) {
             .is_ok()
     {
         // SAFETY: `shared` is borrowed from a live `Arc` (a ready task's runtime, or a
-        // running pump's), so adding a count is sound; the pump holds it while it runs.
-        let shared: Arc<Shared> = unsafe {
-            let ptr: *const Shared = shared;
-            Arc::increment_strong_count(ptr);
-            Arc::from_raw(ptr)
-        };
+        // running pump's); the pump holds the new count while it runs.
+        let shared = unsafe { clone_shared(NonNull::from(shared)) };
         // On a worker of `shared`'s pool (both callers are): queued on this worker.
         rayon::spawn(move || pump(&shared, index));
     }

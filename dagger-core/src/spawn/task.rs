@@ -605,10 +605,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         });
         // The ready reference stays: it is given up when the task is found cancelled.
         // SAFETY: claimed just above.
-        let ready = unsafe { finish(&task.cell, None) };
-        if let Some(first) = ready.dispatch() {
-            schedule(first);
-        }
+        unsafe { finish(&task.cell, None) }.queue_all();
         true
     }
 
@@ -753,6 +750,13 @@ impl Ready {
         schedule_all(self.rest);
         self.first
     }
+
+    /// Queues all (for a thread that runs none of them itself).
+    fn queue_all(self) {
+        if let Some(first) = self.dispatch() {
+            schedule(first);
+        }
+    }
 }
 
 /// A task completed from outside the runtime (a GPU callback, an I/O thread): it has no
@@ -834,10 +838,7 @@ unsafe fn complete<T>(cell: &Cell<T>, outcome: Result<T, Error>) -> bool {
         }
     };
     // SAFETY: this thread claimed the task just above.
-    let ready = unsafe { finish(cell, value) };
-    if let Some(first) = ready.dispatch() {
-        schedule(first);
-    }
+    unsafe { finish(cell, value) }.queue_all();
     true
 }
 
@@ -949,7 +950,7 @@ fn schedule(task: ReadyTask) {
 ///
 /// # Safety
 /// `shared` points into a live `Arc<Shared>`.
-unsafe fn clone_shared(shared: NonNull<Shared>) -> Arc<Shared> {
+pub(crate) unsafe fn clone_shared(shared: NonNull<Shared>) -> Arc<Shared> {
     // SAFETY: the caller's contract: the count is at least one while we add ours.
     unsafe {
         Arc::increment_strong_count(shared.as_ptr());

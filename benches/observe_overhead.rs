@@ -1,7 +1,8 @@
-//! What observation costs per task: a 10-node `dag!` run 100,000 times with observation
-//! off, with a no-op observer attached, and with a `Recorder`, on 1 and 2 threads.
+//! What observation costs per task, with observation off, with a no-op observer attached,
+//! and with a `Recorder`, on 1 and 2 threads: a 10-node `dag!` run 100,000 times, and a
+//! binary tree of 2^18 - 2 nested spawns.
 //!
-//! `cargo bench --bench observe_overhead`
+//! `cargo bench --bench observe_overhead` (`THREADS=1|2` and `dag` or `spawn` for one part)
 
 mod common;
 
@@ -26,6 +27,26 @@ fn runs(rt: &Runtime) -> u64 {
     RUNS * NODES
 }
 
+const TREE_DEPTH: u32 = 18;
+
+/// Every node but the root is a spawned task that spawns its two children.
+fn spawn_tree(depth: u32, i: u64) -> u64 {
+    if depth == 1 {
+        return i;
+    }
+    let left = spawn(move || spawn_tree(depth - 1, 2 * i));
+    let right = spawn(move || spawn_tree(depth - 1, 2 * i + 1));
+    left.fetch().unwrap() ^ right.fetch().unwrap()
+}
+
+fn tree(rt: &Runtime) -> u64 {
+    black_box(rt.install(|| spawn_tree(TREE_DEPTH, 1)));
+    (1 << TREE_DEPTH) - 2
+}
+
+/// A key to pick it on the command line, its name, and how to run it once.
+type Workload = (&'static str, &'static str, fn(&Runtime) -> u64);
+
 struct Nothing;
 impl Observer for Nothing {}
 
@@ -34,30 +55,47 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    for threads in [1, 2] {
+    let workloads: [Workload; 2] = [
+        ("dag", "dag! 10 nodes x 100k runs", runs),
+        ("spawn", "spawn tree 2^18-2 tasks", tree),
+    ];
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let threads: Vec<usize> = match std::env::var("THREADS").ok().and_then(|t| t.parse().ok()) {
+        Some(n) => vec![n],
+        None => vec![1, 2],
+    };
+    for threads in threads {
         let rt = Runtime::builder().threads(threads).build().unwrap();
-        let mut contenders = [
-            contender("observation off", || runs(&rt)),
-            contender("no-op observer", || {
-                let _g = rt.observe(Nothing);
-                runs(&rt)
-            }),
-            contender("Recorder", || {
-                let recorder = Recorder::new();
-                let _g = rt.observe(recorder.clone());
-                let tasks = runs(&rt);
-                assert_eq!(recorder.task_count() as u64, tasks);
-                tasks
-            }),
-        ];
-        let results = measure(rounds, &mut contenders);
-        report("dag! 10 nodes x 100k runs", threads, &contenders, &results);
-        let off = results[0].0;
-        println!(
-            "{:<28} threads={threads} extra per task: no-op observer {:+.1} ns, Recorder {:+.1} ns",
-            "",
-            results[1].0 - off,
-            results[2].0 - off
-        );
+        for (key, workload, run) in workloads {
+            if only.as_deref().is_none_or(|o| o == key) {
+                compare(&rt, threads, rounds, workload, run);
+            }
+        }
     }
+}
+
+fn compare(rt: &Runtime, threads: usize, rounds: usize, workload: &str, run: fn(&Runtime) -> u64) {
+    let mut contenders = [
+        contender("observation off", || run(rt)),
+        contender("no-op observer", || {
+            let _g = rt.observe(Nothing);
+            run(rt)
+        }),
+        contender("Recorder", || {
+            let recorder = Recorder::new();
+            let _g = rt.observe(recorder.clone());
+            let tasks = run(rt);
+            assert_eq!(recorder.task_count() as u64, tasks);
+            tasks
+        }),
+    ];
+    let results = measure(rounds, &mut contenders);
+    report(workload, threads, &contenders, &results);
+    let off = results[0].0;
+    println!(
+        "{:<28} threads={threads} extra per task: no-op observer {:+.1} ns, Recorder {:+.1} ns",
+        "",
+        results[1].0 - off,
+        results[2].0 - off
+    );
 }

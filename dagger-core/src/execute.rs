@@ -7,6 +7,7 @@
 //! branch more than its closure.
 
 use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -14,8 +15,8 @@ use std::sync::Mutex;
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    clear_device_notes, next_id, take_device_notes, Observers, RunInfo, TaskEnd, TaskStart,
-    Timestamp, Worker,
+    carried_since, next_id, node_ended, node_starting, FinishedNode, Observers, RunInfo, Source,
+    TaskEnd, TaskStart, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -66,10 +67,56 @@ struct Observed {
     info: RunInfo,
 }
 
-/// Per chain of tasks on one worker: where it runs and when its last task ended.
+/// When a chain's first task starts.
+#[derive(Clone, Copy)]
+enum ChainStart {
+    /// At this time (observed runs), right away.
+    Started(Option<Timestamp>),
+    /// Some time after the fork at this time (observed runs), on whichever worker.
+    Forked(Option<Timestamp>),
+}
+use ChainStart::{Forked, Started};
+
+/// Per chain of tasks on one worker: where it runs, when its last task ended, and the
+/// finished nodes not yet handed to recorders.
 struct Clock {
     worker: Worker,
     last: Option<Timestamp>,
+    batch: Batch,
+}
+
+/// Finished nodes are handed to recorders this many at a time (and at the chain's end).
+const BATCH: usize = 16;
+
+/// Finished nodes waiting to be recorded together: one look-up of the thread's log for
+/// many tasks.
+struct Batch {
+    len: usize,
+    nodes: [MaybeUninit<FinishedNode>; BATCH],
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            len: 0,
+            nodes: [const { MaybeUninit::uninit() }; BATCH],
+        }
+    }
+
+    /// Adds a node; true when the batch is full.
+    fn push(&mut self, node: FinishedNode) -> bool {
+        self.nodes[self.len].write(node);
+        self.len += 1;
+        self.len == BATCH
+    }
+
+    /// The nodes added since the last take.
+    fn take(&mut self) -> &[FinishedNode] {
+        let len = std::mem::take(&mut self.len);
+        // SAFETY: `push` wrote the first `len` elements (and `len` never exceeds BATCH);
+        // `MaybeUninit<T>` has the layout of `T`.
+        unsafe { std::slice::from_raw_parts(self.nodes.as_ptr().cast(), len) }
+    }
 }
 
 struct Run<'a> {
@@ -114,7 +161,7 @@ pub fn execute(
         },
     });
     if let Some(o) = &observed {
-        o.observers.iter().for_each(|obs| obs.run_started(&o.info));
+        o.observers.run_started(&o.info);
     }
     let run = Run {
         graph,
@@ -135,11 +182,14 @@ pub fn execute(
                 Some((first, rest)) if on_worker => (Some(*first), rest),
                 _ => (None, roots),
             };
+            let start = run.observed.as_ref().map(|o| o.info.start);
             for &root in spawned {
-                scope.spawn(move |scope| run.run_from(scope, root as usize));
+                let forked = Forked(start);
+                scope.spawn(move |scope| run.run_from(scope, root as usize, forked));
             }
             if let Some(root) = inline {
-                run.run_from(scope, root as usize);
+                // Started at once: the run's start is its first task's.
+                run.run_from(scope, root as usize, Started(start));
             }
         });
     }
@@ -150,9 +200,7 @@ pub fn execute(
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(o) = &observed {
-        o.observers
-            .iter()
-            .for_each(|obs| obs.run_finished(&o.info, error.as_ref()));
+        o.observers.run_finished(&o.info, error.as_ref());
     }
     match error {
         Some(error) => Err(error),
@@ -161,25 +209,52 @@ pub fn execute(
 }
 
 impl<'a> Run<'a> {
-    fn run_from<'s>(&'s self, scope: &rayon::Scope<'s>, first: usize)
+    /// Runs `first` and then, on this thread, one ready successor after another.
+    fn run_from<'s>(&'s self, scope: &rayon::Scope<'s>, first: usize, start: ChainStart)
     where
         'a: 's,
     {
-        // Observed runs read the clock once per task: a task's end is the next one's start.
         let mut clock = self.observed.as_ref().map(|_| Clock {
             worker: match self.pool.current_thread_index() {
                 Some(n) => Worker::Thread(n),
                 None => Worker::Caller,
             },
-            last: None,
+            last: match start {
+                Started(time) => time,
+                Forked(Some(forked)) => carried_since(forked),
+                Forked(None) => None,
+            },
+            batch: Batch::new(),
         });
+        self.run_chain(scope, first, &mut clock);
+        if let (Some(observed), Some(clock)) = (&self.observed, &mut clock) {
+            self.record_batch(observed, clock);
+        }
+    }
+
+    fn record_batch(&self, observed: &Observed, clock: &mut Clock) {
+        let nodes = clock.batch.take();
+        if !nodes.is_empty() {
+            let run = observed.info.id;
+            observed
+                .observers
+                .record_nodes(run, self.graph, clock.worker, nodes);
+        }
+    }
+
+    fn run_chain<'s>(&'s self, scope: &rayon::Scope<'s>, first: usize, clock: &mut Option<Clock>)
+    where
+        'a: 's,
+    {
         let mut current = first;
         loop {
             // Memory ordering: a hint only; the error itself travels through the mutex.
             if self.failed.load(Ordering::Relaxed) {
                 return;
             }
-            let result = match (&self.observed, &mut clock) {
+            // Observed runs read the clock once per task: a task's end is the next one's
+            // start.
+            let result = match (&self.observed, &mut *clock) {
                 (Some(observed), Some(clock)) => self.run_observed(observed, clock, current),
                 _ => self.call(current),
             };
@@ -201,7 +276,8 @@ impl<'a> Run<'a> {
                 // predecessor's writes visible to the thread that runs the successor.
                 if self.counters[successor as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
                     if let Some(ready) = next.replace(successor as usize) {
-                        scope.spawn(move |scope| self.run_from(scope, ready));
+                        let forked = Forked(clock.as_ref().and_then(|c| c.last));
+                        scope.spawn(move |scope| self.run_from(scope, ready, forked));
                     }
                 }
             }
@@ -219,31 +295,30 @@ impl<'a> Run<'a> {
         clock: &mut Clock,
         node: usize,
     ) -> Result<(), Error> {
-        let desc = &self.graph.nodes()[node];
         let start = clock.last.take().unwrap_or_else(Timestamp::now);
-        let started = TaskStart {
+        observed.observers.task_started(|| TaskStart {
             run: observed.info.id,
             node,
-            name: desc.name(),
-            location: desc.location(),
             worker: clock.worker,
             time: start,
-        };
-        observed
-            .observers
-            .iter()
-            .for_each(|o| o.task_started(&started));
-        clear_device_notes();
+            source: Source::Graph(self.graph),
+        });
+        node_starting();
         let result = self.call(node);
         let end = Timestamp::now();
         clock.last = Some(end);
-        let (device, bytes_moved) = take_device_notes();
+        let (device, bytes_moved) = node_ended(end);
+        let plain = result.is_ok() && device.is_none() && bytes_moved == 0;
+        if plain && observed.observers.records_only() {
+            if clock.batch.push(FinishedNode { node, start, end }) {
+                self.record_batch(observed, clock);
+            }
+            return result;
+        }
         let ended = TaskEnd {
             run: observed.info.id,
-            graph: Some(self.graph),
             node,
-            name: desc.name(),
-            location: desc.location(),
+            source: Source::Graph(self.graph),
             worker: clock.worker,
             start,
             end,
@@ -251,10 +326,7 @@ impl<'a> Run<'a> {
             bytes_moved,
             error: result.as_ref().err(),
         };
-        observed
-            .observers
-            .iter()
-            .for_each(|o| o.task_finished(&ended));
+        observed.observers.task_finished(&ended);
         result
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use crate::error::Error;
 use crate::lease;
-use crate::observe::{Observer, ObserverGuard, ObserverSet};
+use crate::observe::{Attached, Observer, ObserverGuard, ObserverSet};
 use crate::spawn::queue::Queues;
 
 /// Worker threads that run graphs. Cheap to share by reference; one runtime runs any
@@ -80,7 +80,7 @@ impl Runtime {
 
     /// Attaches an observer until the returned guard is dropped.
     pub fn observe(&self, observer: impl Observer + 'static) -> ObserverGuard<'_> {
-        let id = self.shared.observers.attach(Arc::new(observer));
+        let id = self.shared.observers.attach(Attached::new(observer));
         ObserverGuard {
             set: &self.shared.observers,
             id,
@@ -105,7 +105,7 @@ impl Runtime {
 pub struct RuntimeBuilder {
     threads: Option<usize>,
     thread_name: Option<String>,
-    observers: Vec<Arc<dyn Observer>>,
+    observers: Vec<Attached>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -133,7 +133,7 @@ impl RuntimeBuilder {
 
     /// Attaches an observer for the runtime's whole life.
     pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
-        self.observers.push(Arc::new(observer));
+        self.observers.push(Attached::new(observer));
         self
     }
 
@@ -174,7 +174,7 @@ impl RuntimeBuilder {
             observers.attach(observer);
         }
         if let Some(recorder) = crate::observe::env::env_recorder() {
-            observers.attach(recorder);
+            observers.attach(Attached::Recorder(recorder));
         }
         let shared = Arc::new(Shared {
             pool,

@@ -7,7 +7,7 @@
 //! own work never fails because of tracing.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use super::Recorder;
 use crate::error::Error;
@@ -69,7 +69,7 @@ fn probe(path: &Path) -> Result<(), Error> {
 }
 
 /// The recorder that `DAGGER_TRACE` attaches to every runtime, if it is set and usable.
-pub(crate) fn env_recorder() -> Option<Arc<Recorder>> {
+pub(crate) fn env_recorder() -> Option<Recorder> {
     let state = ENV_TRACE.get_or_init(|| {
         let value = std::env::var(TRACE_ENV)
             .ok()
@@ -88,7 +88,7 @@ pub(crate) fn env_recorder() -> Option<Arc<Recorder>> {
             }
         }
     });
-    state.as_ref().map(|s| Arc::new(s.recorder.clone()))
+    state.as_ref().map(|s| s.recorder.clone())
 }
 
 /// Writes the `DAGGER_TRACE` files now (they are also written when the process exits).

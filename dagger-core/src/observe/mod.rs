@@ -16,13 +16,15 @@ mod gantt;
 mod progress;
 mod recorder;
 mod summary;
+mod thread;
 mod trace;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::Error;
 use crate::graph::Graph;
+use crate::spawn::TaskInfo;
 use crate::task::Location;
 
 pub use clock::Timestamp;
@@ -31,6 +33,10 @@ pub use env::flush_env_trace;
 pub use progress::Progress;
 pub use recorder::Recorder;
 pub use summary::{NameStats, Summary};
+pub(crate) use thread::{
+    carried_since, forget_last_end, node_ended, node_starting, start_spawned, stretch,
+};
+pub use thread::{note_bytes_moved, note_device};
 pub use trace::{RunRecord, TaskRecord, Trace};
 
 /// A duration in the unit that reads best.
@@ -79,22 +85,69 @@ pub struct RunInfo {
     pub start: Timestamp,
 }
 
+/// What a task is: a node of a static graph, or a spawned task. Names and locations are
+/// looked up only when asked for, so observers that do not need them do not pay for them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Source {
+    /// Node `node` of this graph.
+    Graph(&'static Graph),
+    /// A spawned task.
+    Spawned(TaskInfo),
+}
+
+impl Source {
+    fn name(&self, node: usize) -> &'static str {
+        match self {
+            Source::Graph(graph) => graph.nodes()[node].name(),
+            Source::Spawned(info) => info.name(),
+        }
+    }
+
+    fn location(&self, node: usize) -> Location {
+        match self {
+            Source::Graph(graph) => graph.nodes()[node].location(),
+            Source::Spawned(info) => info.location(),
+        }
+    }
+
+    fn graph(&self) -> Option<&'static Graph> {
+        match self {
+            Source::Graph(graph) => Some(graph),
+            Source::Spawned(_) => None,
+        }
+    }
+}
+
 /// A task about to run.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct TaskStart {
     /// The run it belongs to.
     pub run: u64,
-    /// Its node id in the run's graph.
+    /// Its node id in the run's graph; for spawned tasks, an id unique in the process.
     pub node: usize,
-    /// The task's name (`"glue"` for glue statements).
-    pub name: &'static str,
-    /// Where it is in the source.
-    pub location: Location,
     /// The thread running it.
     pub worker: Worker,
     /// When it started.
     pub time: Timestamp,
+    pub(crate) source: Source,
+}
+
+impl TaskStart {
+    /// The task's name (`"glue"` for glue statements).
+    pub fn name(&self) -> &'static str {
+        self.source.name(self.node)
+    }
+
+    /// Where it is in the source (for spawned tasks, where it was spawned).
+    pub fn location(&self) -> Location {
+        self.source.location(self.node)
+    }
+
+    /// The static graph the task is node `node` of (`dag!` runs); `None` for spawned tasks.
+    pub fn graph(&self) -> Option<&'static Graph> {
+        self.source.graph()
+    }
 }
 
 /// A task that finished (successfully or not).
@@ -103,26 +156,38 @@ pub struct TaskStart {
 pub struct TaskEnd<'a> {
     /// The run it belongs to.
     pub run: u64,
-    /// Its node id in the run's graph.
+    /// Its node id in the run's graph; for spawned tasks, an id unique in the process.
     pub node: usize,
-    /// The task's name.
-    pub name: &'static str,
-    /// Where it is in the source.
-    pub location: Location,
     /// The thread that ran it.
     pub worker: Worker,
     /// When it started.
     pub start: Timestamp,
     /// When it ended.
     pub end: Timestamp,
-    /// The static graph the task is node `node` of (`dag!` runs); `None` for spawned tasks.
-    pub graph: Option<&'static crate::graph::Graph>,
     /// The device and stream it ran on, for GPU tasks.
     pub device: Option<(&'a str, u32)>,
     /// Bytes it copied between host and device.
     pub bytes_moved: u64,
     /// Its failure, if it failed.
     pub error: Option<&'a Error>,
+    pub(crate) source: Source,
+}
+
+impl TaskEnd<'_> {
+    /// The task's name (`"glue"` for glue statements).
+    pub fn name(&self) -> &'static str {
+        self.source.name(self.node)
+    }
+
+    /// Where it is in the source (for spawned tasks, where it was spawned).
+    pub fn location(&self) -> Location {
+        self.source.location(self.node)
+    }
+
+    /// The static graph the task is node `node` of (`dag!` runs); `None` for spawned tasks.
+    pub fn graph(&self) -> Option<&'static Graph> {
+        self.source.graph()
+    }
 }
 
 /// Sees what a runtime runs. All methods have empty defaults; implement the ones you need.
@@ -138,66 +203,185 @@ pub trait Observer: Send + Sync {
     fn run_finished(&self, _run: &RunInfo, _error: Option<&Error>) {}
 }
 
+/// An attached observer. A [`Recorder`] is called directly, without dynamic dispatch
+/// and without the events of tasks it does not need (task starts).
+#[derive(Clone)]
+pub(crate) enum Attached {
+    Recorder(Recorder),
+    Other(Arc<dyn Observer>),
+}
+
+impl Attached {
+    pub(crate) fn new<O: Observer + 'static>(observer: O) -> Attached {
+        match (&observer as &dyn std::any::Any).downcast_ref::<Recorder>() {
+            Some(recorder) => Attached::Recorder(recorder.clone()),
+            None => Attached::Other(Arc::new(observer)),
+        }
+    }
+}
+
+/// A node of a static graph that finished without an error or device notes, as the
+/// executor hands it to recorders in batches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FinishedNode {
+    pub(crate) node: usize,
+    pub(crate) start: Timestamp,
+    pub(crate) end: Timestamp,
+}
+
+/// The observers attached to a runtime when a run or task started.
+pub(crate) struct ObserverList {
+    recorders: Box<[Recorder]>,
+    others: Box<[Arc<dyn Observer>]>,
+}
+
+impl ObserverList {
+    pub(crate) fn run_started(&self, run: &RunInfo) {
+        self.recorders.iter().for_each(|r| r.run_started(run));
+        self.others.iter().for_each(|o| o.run_started(run));
+    }
+
+    /// Tells the observers that want task starts; `start` is made only for them.
+    #[inline]
+    pub(crate) fn task_started(&self, start: impl FnOnce() -> TaskStart) {
+        if !self.others.is_empty() {
+            let start = start();
+            self.others.iter().for_each(|o| o.task_started(&start));
+        }
+    }
+
+    /// Whether every observer is a recorder, which takes finished nodes in batches
+    /// ([`record_nodes`](Self::record_nodes)) instead of one `task_finished` each.
+    #[inline]
+    pub(crate) fn records_only(&self) -> bool {
+        self.others.is_empty()
+    }
+
+    /// Records nodes of `graph` that ran on `worker` in run `run` (see
+    /// [`records_only`](Self::records_only)).
+    pub(crate) fn record_nodes(
+        &self,
+        run: u64,
+        graph: &'static Graph,
+        worker: Worker,
+        nodes: &[FinishedNode],
+    ) {
+        for recorder in self.recorders.iter() {
+            recorder.record_nodes(run, graph, worker, nodes);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn task_finished(&self, end: &TaskEnd<'_>) {
+        for recorder in self.recorders.iter() {
+            recorder.record_task(end);
+        }
+        self.others.iter().for_each(|o| o.task_finished(end));
+    }
+
+    pub(crate) fn run_finished(&self, run: &RunInfo, error: Option<&Error>) {
+        self.recorders
+            .iter()
+            .for_each(|r| r.run_finished(run, error));
+        self.others.iter().for_each(|o| o.run_finished(run, error));
+    }
+}
+
 /// The observers attached to one runtime.
 #[derive(Default)]
 pub(crate) struct ObserverSet {
-    // Memory ordering: Relaxed is enough for the flag; the list itself is read under the
-    // lock, and a run that misses an observer attached concurrently is simply not observed.
-    active: AtomicBool,
+    /// Changes (to a number unique in the process) whenever the list does; 0 while it is
+    /// empty. Threads cache the list they saw under its version.
+    // Memory ordering: Relaxed is enough; the list itself is read under the lock, and a
+    // task that misses an observer attached concurrently is simply not observed.
+    version: AtomicU64,
     list: RwLock<List>,
 }
 
 /// The attached observers, and the same list ready to hand to a run.
 #[derive(Default)]
 struct List {
-    entries: Vec<(u64, Arc<dyn Observer>)>,
+    entries: Vec<(u64, Attached)>,
     shared: Option<Observers>,
 }
 
 impl List {
     fn changed(&mut self) {
-        self.shared = (!self.entries.is_empty())
-            .then(|| self.entries.iter().map(|(_, o)| o.clone()).collect());
+        let recorders = self.entries.iter().filter_map(|(_, a)| match a {
+            Attached::Recorder(recorder) => Some(recorder.clone()),
+            Attached::Other(_) => None,
+        });
+        let others = self.entries.iter().filter_map(|(_, a)| match a {
+            Attached::Recorder(_) => None,
+            Attached::Other(observer) => Some(observer.clone()),
+        });
+        self.shared = (!self.entries.is_empty()).then(|| {
+            Arc::new(ObserverList {
+                recorders: recorders.collect(),
+                others: others.collect(),
+            })
+        });
     }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A fresh id, unique in the process (runs and observer attachments).
+/// A fresh id, unique in the process (runs, spawned tasks, observer list versions).
 pub(crate) fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    next_ids(1)
 }
 
-pub(crate) type Observers = Arc<[Arc<dyn Observer>]>;
+/// The first of `n` fresh ids.
+pub(crate) fn next_ids(n: u64) -> u64 {
+    NEXT_ID.fetch_add(n, Ordering::Relaxed)
+}
+
+pub(crate) type Observers = Arc<ObserverList>;
 
 impl ObserverSet {
-    pub(crate) fn attach(&self, observer: Arc<dyn Observer>) -> u64 {
+    pub(crate) fn attach(&self, observer: Attached) -> u64 {
         let id = next_id();
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
         list.entries.push((id, observer));
-        list.changed();
-        self.active.store(true, Ordering::Relaxed);
+        self.changed(&mut list);
         id
     }
 
     pub(crate) fn detach(&self, id: u64) {
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
         list.entries.retain(|(i, _)| *i != id);
+        self.changed(&mut list);
+    }
+
+    fn changed(&self, list: &mut List) {
         list.changed();
-        self.active
-            .store(!list.entries.is_empty(), Ordering::Relaxed);
+        let version = if list.entries.is_empty() {
+            0
+        } else {
+            next_id()
+        };
+        self.version.store(version, Ordering::Relaxed);
+    }
+
+    /// The list's version: 0 while no observer is attached.
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
     }
 
     /// The observers for one run, or `None` (the common case) without taking the lock.
     pub(crate) fn snapshot(&self) -> Option<Observers> {
-        if !self.active.load(Ordering::Relaxed) {
+        if self.version() == 0 {
             return None;
         }
-        self.list
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .shared
-            .clone()
+        self.versioned_snapshot().map(|(_, observers)| observers)
+    }
+
+    /// The observers and the version they are, under the lock.
+    pub(crate) fn versioned_snapshot(&self) -> Option<(u64, Observers)> {
+        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
+        let observers = list.shared.clone()?;
+        Some((self.version(), observers))
     }
 }
 
@@ -220,35 +404,4 @@ impl std::fmt::Debug for ObserverGuard<'_> {
             .field("id", &self.id)
             .finish()
     }
-}
-
-thread_local! {
-    /// What a device backend said about the task running on this thread.
-    static DEVICE_NOTE: std::cell::Cell<(Option<(&'static str, u32)>, u64)> =
-        const { std::cell::Cell::new((None, 0)) };
-}
-
-/// For device backends: the task running on this thread queued its work on `device`'s
-/// stream `stream`. Observers see it in [`TaskEnd::device`].
-pub fn note_device(device: &'static str, stream: u32) {
-    DEVICE_NOTE.with(|note| note.set((Some((device, stream)), note.get().1)));
-}
-
-/// For device backends: the task running on this thread copies `bytes` between host and
-/// device. Observers see the total in [`TaskEnd::bytes_moved`].
-pub fn note_bytes_moved(bytes: u64) {
-    DEVICE_NOTE.with(|note| {
-        let (device, total) = note.get();
-        note.set((device, total + bytes));
-    });
-}
-
-/// Forgets notes left by unobserved tasks; called when an observed task starts.
-pub(crate) fn clear_device_notes() {
-    DEVICE_NOTE.with(|note| note.set((None, 0)));
-}
-
-/// The notes of the observed task that just ran on this thread.
-pub(crate) fn take_device_notes() -> (Option<(&'static str, u32)>, u64) {
-    DEVICE_NOTE.with(|note| note.replace((None, 0)))
 }

@@ -132,10 +132,10 @@ mod tests {
         for node in 0..2 {
             let end = TaskEnd {
                 run: 7,
-                graph: None,
                 node,
-                name: "t",
-                location: crate::Location::__new("f", 1, 1),
+                source: super::super::Source::Spawned(crate::spawn::info::<()>(
+                    std::panic::Location::caller(),
+                )),
                 worker: super::super::Worker::Caller,
                 start: now,
                 end: now,

@@ -60,6 +60,8 @@ pub(crate) fn wait_for(header: &Header) {
                 idle = 0;
                 continue;
             }
+            // Time passes from here on: the next task reads the clock afresh.
+            crate::observe::forget_last_end();
             if let Some(rayon::Yield::Executed) = rayon::yield_now() {
                 idle = 0;
                 continue;

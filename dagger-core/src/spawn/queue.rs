@@ -119,6 +119,10 @@ fn keep_a_pump_queued(shared: &Shared, index: usize) {
 /// tasks are left, so that idle workers can join in and a task that blocks (on a lock, a
 /// channel) does not hold up the rest of the queue.
 fn pump(shared: &Shared, owner: usize) {
+    crate::observe::stretch(|| pump_tasks(shared, owner));
+}
+
+fn pump_tasks(shared: &Shared, owner: usize) {
     let queue = &shared.queues.queues[owner];
     queue.queued_pumps.fetch_sub(1, Ordering::SeqCst);
     // Memory ordering: SeqCst: a push that saw this pump queued (and started none) is seen

@@ -23,9 +23,7 @@ use std::sync::Arc;
 use super::{memory, queue};
 use crate::error::{panic_message, Error};
 use crate::lease::RuntimeRef;
-use crate::observe::{
-    clear_device_notes, next_id, take_device_notes, TaskEnd, TaskStart, Timestamp, Worker,
-};
+use crate::observe::{self as observe, Source, Worker};
 use crate::runtime::Shared;
 use crate::task::Location;
 
@@ -647,24 +645,15 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         let info = header.info;
         // Observers see dynamic tasks as nodes of their runtime's one dynamic run.
         let shared = self.shared.get();
-        let observers = shared.observers.snapshot();
-        let observed = observers.as_ref().map(|observers| {
-            let worker = match shared.pool.current_thread_index() {
+        let observed = observe::start_spawned(
+            &shared.observers,
+            shared.dynamic_run,
+            Source::Spawned(info),
+            || match shared.pool.current_thread_index() {
                 Some(n) => Worker::Thread(n),
                 None => Worker::Caller,
-            };
-            let start = TaskStart {
-                run: shared.dynamic_run,
-                node: next_id() as usize,
-                name: info.name(),
-                location: info.location(),
-                worker,
-                time: Timestamp::now(),
-            };
-            observers.iter().for_each(|o| o.task_started(&start));
-            clear_device_notes();
-            start
-        });
+            },
+        );
         let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
@@ -682,22 +671,8 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 None
             }
         };
-        if let (Some(observers), Some(start)) = (&observers, observed) {
-            let (device, bytes_moved) = take_device_notes();
-            let end = TaskEnd {
-                run: start.run,
-                graph: None,
-                node: start.node,
-                name: start.name,
-                location: start.location,
-                worker: start.worker,
-                start: start.time,
-                end: Timestamp::now(),
-                device,
-                bytes_moved,
-                error: header.failure(),
-            };
-            observers.iter().for_each(|o| o.task_finished(&end));
+        if let Some(observed) = observed {
+            observed.finish(header.failure());
         }
         value
     }
@@ -943,7 +918,9 @@ fn schedule(task: ReadyTask) {
     // Not on one of its workers: queue it on its pool.
     // SAFETY: as above; the clone keeps the runtime alive while the job is queued.
     let shared = unsafe { clone_shared(runtime) };
-    shared.pool.spawn(move || run_chain(task));
+    shared
+        .pool
+        .spawn(move || observe::stretch(|| run_chain(task)));
 }
 
 /// A counted reference to the runtime at `shared`.
@@ -986,7 +963,7 @@ fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
         let pool = shared.clone();
         shared.pool.spawn(move || run_batch(&pool, half));
     }
-    tasks.into_iter().for_each(run_chain);
+    observe::stretch(|| tasks.into_iter().for_each(run_chain));
 }
 
 /// Runs a task, then each dependent it made ready, as long as they belong to the same

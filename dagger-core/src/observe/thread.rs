@@ -1,0 +1,212 @@
+//! What one thread knows while it runs observed tasks:
+//! - the observers of the runtime whose spawned tasks it runs, cached so that a task
+//!   checks one counter instead of taking a lock and counting an `Arc`;
+//! - when its last task ended, which is the next task's start while the thread runs tasks
+//!   back to back, so that a task costs one clock read;
+//! - what a device backend noted about the running task;
+//! - a block of ids for spawned tasks.
+//!
+//! The cache and the carried time are dropped whenever the thread stops running tasks
+//! (at the end of each [`stretch`]): a detached observer is not kept alive by an idle worker, and a gap
+//! spent idle is never counted as a task's time.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::{ObserverSet, Observers, Source, TaskEnd, TaskStart, Timestamp, Worker};
+use crate::error::Error;
+
+/// What a device backend noted about a task: its device and stream, and bytes moved.
+pub(crate) type DeviceNotes = (Option<(&'static str, u32)>, u64);
+
+/// Spawned-task ids taken from the process-wide counter at a time.
+const ID_BLOCK: u64 = 1024;
+
+struct ThreadState {
+    /// The observers of version `.0`, as this thread last saw them.
+    cached: RefCell<Option<(u64, Rc<Observers>)>>,
+    /// When the last observed task on this thread ended, while no idle time has passed.
+    last_end: Cell<Option<Timestamp>>,
+    device: Cell<Option<(&'static str, u32)>>,
+    bytes_moved: Cell<u64>,
+    /// The next spawned-task id, and the end of this thread's block.
+    ids: Cell<(u64, u64)>,
+}
+
+thread_local! {
+    static STATE: ThreadState = const {
+        ThreadState {
+            cached: RefCell::new(None),
+            last_end: Cell::new(None),
+            device: Cell::new(None),
+            bytes_moved: Cell::new(0),
+            ids: Cell::new((0, 0)),
+        }
+    };
+}
+
+/// A spawned task being observed: the observers it was started with, and its start.
+pub(crate) struct ObservedTask {
+    observers: Rc<Observers>,
+    run: u64,
+    node: usize,
+    worker: Worker,
+    time: Timestamp,
+    source: Source,
+}
+
+/// Tells the observers of `set` that a spawned task starts, if any are attached.
+#[inline]
+pub(crate) fn start_spawned(
+    set: &ObserverSet,
+    run: u64,
+    source: Source,
+    worker: impl FnOnce() -> Worker,
+) -> Option<ObservedTask> {
+    let version = set.version();
+    if version == 0 {
+        return None;
+    }
+    let (observers, time, node) = STATE.with(|state| {
+        let observers = {
+            let cached = state.cached.borrow();
+            match &*cached {
+                Some((v, observers)) if *v == version => Some(observers.clone()),
+                _ => None,
+            }
+        };
+        let observers = match observers {
+            Some(observers) => observers,
+            None => {
+                let (version, observers) = set.versioned_snapshot()?;
+                let observers = Rc::new(observers);
+                let old = state.cached.replace(Some((version, observers.clone())));
+                // Dropped outside the borrow: an observer's drop may observe this thread.
+                drop(old);
+                observers
+            }
+        };
+        state.device.set(None);
+        state.bytes_moved.set(0);
+        let time = state.last_end.take().unwrap_or_else(Timestamp::now);
+        let (mut next, mut end) = state.ids.get();
+        if next == end {
+            next = super::next_ids(ID_BLOCK);
+            end = next + ID_BLOCK;
+        }
+        state.ids.set((next + 1, end));
+        Some((observers, time, next))
+    })?;
+    let task = ObservedTask {
+        observers,
+        run,
+        node: node as usize,
+        worker: worker(),
+        time,
+        source,
+    };
+    task.observers.task_started(|| TaskStart {
+        run,
+        node: task.node,
+        worker: task.worker,
+        time,
+        source,
+    });
+    Some(task)
+}
+
+impl ObservedTask {
+    /// Tells the observers that the task ended, with `error` if it failed.
+    #[inline]
+    pub(crate) fn finish(self, error: Option<&Error>) {
+        let (end, (device, bytes_moved)) = task_ended();
+        let end = TaskEnd {
+            run: self.run,
+            node: self.node,
+            worker: self.worker,
+            start: self.time,
+            end,
+            device,
+            bytes_moved,
+            error,
+            source: self.source,
+        };
+        self.observers.task_finished(&end);
+    }
+}
+
+/// A static graph's node starts: forget the notes and the carried time left by tasks
+/// this thread ran before (its executor keeps its own clock).
+pub(crate) fn node_starting() {
+    STATE.with(|state| {
+        state.device.set(None);
+        state.bytes_moved.set(0);
+        state.last_end.set(None);
+    });
+}
+
+/// A spawned task just ended on this thread: now, which is carried to the next task,
+/// and what a device backend noted about it.
+fn task_ended() -> (Timestamp, DeviceNotes) {
+    let end = Timestamp::now();
+    STATE.with(|state| {
+        state.last_end.set(Some(end));
+        (end, (state.device.take(), state.bytes_moved.take()))
+    })
+}
+
+/// A static graph's node ended on this thread at `end`: `end` is carried to a chain
+/// that starts next, and the notes a device backend left are returned.
+pub(crate) fn node_ended(end: Timestamp) -> DeviceNotes {
+    STATE.with(|state| {
+        state.last_end.set(Some(end));
+        (state.device.take(), state.bytes_moved.take())
+    })
+}
+
+/// When a chain of tasks forked at `forked` starts on this thread, if that is known
+/// without reading the clock: when this thread's last task ended, if it ended after the
+/// fork. The chain was then waiting in a queue while this thread worked, and a worker
+/// goes from one task to the next queued one without idling.
+pub(crate) fn carried_since(forked: Timestamp) -> Option<Timestamp> {
+    STATE.with(|state| state.last_end.get().filter(|&end| end >= forked))
+}
+
+/// The thread stops running tasks for now (its queue is empty, or it waits): the next
+/// task reads the clock afresh, and the cached observers are let go.
+fn thread_idle() {
+    let cached = STATE.with(|state| {
+        state.last_end.set(None);
+        state.cached.take()
+    });
+    drop(cached);
+}
+
+/// Runs `tasks`, a stretch of tasks started from a rayon job (a pump, a batch): no time
+/// is carried into it, and none out of it.
+#[inline]
+pub(crate) fn stretch<R>(tasks: impl FnOnce() -> R) -> R {
+    forget_last_end();
+    let result = tasks();
+    thread_idle();
+    result
+}
+
+/// The time carried from the last task is stale: the thread is about to do something
+/// else (run other jobs, wait).
+#[inline]
+pub(crate) fn forget_last_end() {
+    STATE.with(|state| state.last_end.set(None));
+}
+
+/// For device backends: the task running on this thread queued its work on `device`'s
+/// stream `stream`. Observers see it in [`TaskEnd::device`].
+pub fn note_device(device: &'static str, stream: u32) {
+    STATE.with(|state| state.device.set(Some((device, stream))));
+}
+
+/// For device backends: the task running on this thread copies `bytes` between host and
+/// device. Observers see the total in [`TaskEnd::bytes_moved`].
+pub fn note_bytes_moved(bytes: u64) {
+    STATE.with(|state| state.bytes_moved.set(state.bytes_moved.get() + bytes));
+}

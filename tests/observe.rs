@@ -558,3 +558,110 @@ fn device_notes_reach_the_trace_and_the_stream_tracks() {
         assert!(!text.contains("cuda:9"), "a stale note leaked");
     });
 }
+
+/// Sets its flag when the runtime lets go of it.
+struct DropWatch(Arc<std::sync::atomic::AtomicBool>);
+
+impl Observer for DropWatch {}
+
+impl Drop for DropWatch {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_detached_observer_is_let_go_by_every_worker() {
+    watchdog(30, || {
+        let rt = runtime(2);
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = rt.observe(DropWatch(dropped.clone()));
+        // Static runs started on a worker and spawned tasks put the observer list in the
+        // workers' caches.
+        rt.install(|| {
+            for x in 0..100 {
+                dag! { let a = add(x, 1); let b = add(a, x); b }
+                    .run_on(&rt)
+                    .unwrap();
+            }
+        });
+        let spawned: Vec<_> = (0..100u64).map(|x| rt.spawn(move || x + 1)).collect();
+        for handle in &spawned {
+            handle.wait().unwrap();
+        }
+        assert!(!dropped.load(Ordering::SeqCst), "still attached");
+        drop(guard);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a worker still holds the detached observer"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+#[test]
+fn recording_on_many_threads_while_traces_are_taken_loses_nothing() {
+    fn tree(depth: u32, i: u64) -> u64 {
+        if depth == 1 {
+            return i;
+        }
+        let left = spawn(move || tree(depth - 1, 2 * i));
+        let right = spawn(move || tree(depth - 1, 2 * i + 1));
+        left.fetch().unwrap() ^ right.fetch().unwrap()
+    }
+    watchdog(120, || {
+        let rt = runtime(4);
+        let recorder = Recorder::new();
+        let _g = rt.observe(recorder.clone());
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let depth = 13;
+        let expected = (1usize << depth) - 2;
+        std::thread::scope(|s| {
+            // Readers take traces while the workers write their logs.
+            s.spawn(|| {
+                let mut last = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let seen = recorder.trace().tasks().len();
+                    assert!(seen >= last, "a trace lost tasks: {seen} after {last}");
+                    assert!(seen <= 3 * expected + 6, "{seen} tasks of {expected}");
+                    last = seen;
+                }
+            });
+            for round in 0..3 {
+                rt.install(|| tree(depth, 1));
+                // Static runs interleave with the spawned tasks in the same logs.
+                dag! { let a = add(round, 1); let b = add(a, 2); b }
+                    .run_on(&rt)
+                    .unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let trace = recorder.trace();
+        let static_runs: HashSet<u64> = trace.runs().iter().map(|r| r.id).collect();
+        let spawned: Vec<_> = trace
+            .tasks()
+            .iter()
+            .filter(|t| !static_runs.contains(&t.run))
+            .collect();
+        assert_eq!(spawned.len(), 3 * expected);
+        let ids: HashSet<usize> = spawned.iter().map(|t| t.node).collect();
+        assert_eq!(ids.len(), spawned.len(), "spawned task ids are unique");
+        assert!(spawned.iter().all(|t| t.start_ns <= t.end_ns));
+        assert_eq!(trace.runs().len(), 3);
+        for run in trace.runs() {
+            let tasks: Vec<_> = trace.tasks().iter().filter(|t| t.run == run.id).collect();
+            assert_eq!(tasks.len(), 2);
+            let end = run.end_ns.expect("finished");
+            assert!(tasks
+                .iter()
+                .all(|t| run.start_ns <= t.start_ns && t.end_ns <= end));
+            assert_eq!(end, tasks.iter().map(|t| t.end_ns).max().unwrap());
+        }
+        recorder.clear();
+        assert_eq!(recorder.task_count(), 0);
+        assert!(recorder.trace().runs().is_empty());
+    });
+}

@@ -9,14 +9,15 @@
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    carried_since, next_id, node_ended, node_starting, FinishedNode, Observers, RunInfo, Source,
-    TaskEnd, TaskStart, Timestamp, Worker,
+    carried_since, next_id, node_ended, node_starting, observers_for_run, FinishedNode,
+    ObserverList, RunInfo, Source, TaskEnd, TaskStart, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -62,8 +63,8 @@ pub fn new_counters<const N: usize>(graph: &Graph) -> [AtomicU32; N] {
     std::array::from_fn(|i| AtomicU32::new(counts[i]))
 }
 
-struct Observed {
-    observers: Observers,
+struct Observed<'a> {
+    observers: &'a ObserverList,
     info: RunInfo,
 }
 
@@ -124,7 +125,7 @@ struct Run<'a> {
     nodes: &'a [&'a dyn RunNode],
     counters: &'a [AtomicU32],
     pool: &'a rayon::ThreadPool,
-    observed: Option<Observed>,
+    observed: Option<Observed<'a>>,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
 }
@@ -149,10 +150,19 @@ pub fn execute(
     );
     let pool = runtime.pool();
     let on_worker = pool.current_thread_index().is_some();
-    let observed = runtime.observers().snapshot().map(|observers| Observed {
+    // A worker of the runtime keeps the observer list in its cache; other threads take it
+    // under the set's lock.
+    let observers = match on_worker {
+        true => observers_for_run(runtime.observers()),
+        false => runtime
+            .observers()
+            .snapshot()
+            .map(|observers| (Rc::new(observers), next_id())),
+    };
+    let observed = observers.as_ref().map(|(observers, id)| Observed {
         observers,
         info: RunInfo {
-            id: next_id(),
+            id: *id,
             graph: Some(graph),
             tasks: nodes.len(),
             threads: pool.current_num_threads(),

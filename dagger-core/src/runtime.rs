@@ -83,6 +83,7 @@ impl Runtime {
         let id = self.shared.observers.attach(Attached::new(observer));
         ObserverGuard {
             set: &self.shared.observers,
+            pool: &self.shared.pool,
             id,
         }
     }

@@ -34,7 +34,8 @@ pub use progress::Progress;
 pub use recorder::Recorder;
 pub use summary::{NameStats, Summary};
 pub(crate) use thread::{
-    carried_since, forget_last_end, node_ended, node_starting, start_spawned, stretch,
+    carried_since, forget_last_end, node_ended, node_starting, observers_for_run, start_spawned,
+    stretch,
 };
 pub use thread::{note_bytes_moved, note_device};
 pub use trace::{RunRecord, TaskRecord, Trace};
@@ -389,12 +390,17 @@ impl ObserverSet {
 #[must_use = "the observer is detached when the guard is dropped"]
 pub struct ObserverGuard<'rt> {
     pub(crate) set: &'rt ObserverSet,
+    pub(crate) pool: &'rt rayon::ThreadPool,
     pub(crate) id: u64,
 }
 
 impl Drop for ObserverGuard<'_> {
     fn drop(&mut self) {
         self.set.detach(self.id);
+        // Workers cache the observer list; each lets go of the old one when it gets to
+        // this (a busy worker would anyway, at the next list change it sees).
+        self.pool
+            .spawn_broadcast(|_| thread::forget_cached_observers());
     }
 }
 

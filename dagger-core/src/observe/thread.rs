@@ -33,6 +33,36 @@ struct ThreadState {
     ids: Cell<(u64, u64)>,
 }
 
+impl ThreadState {
+    /// The observers of `set`, which is at `version`, from the cache if it has them.
+    #[inline]
+    fn observers(&self, set: &ObserverSet, version: u64) -> Option<Rc<Observers>> {
+        if let Some((v, observers)) = &*self.cached.borrow() {
+            if *v == version {
+                return Some(observers.clone());
+            }
+        }
+        let (version, observers) = set.versioned_snapshot()?;
+        let observers = Rc::new(observers);
+        let old = self.cached.replace(Some((version, observers.clone())));
+        // Dropped outside the borrow: an observer's drop may observe this thread.
+        drop(old);
+        Some(observers)
+    }
+
+    /// An id unique in the process, from this thread's block.
+    #[inline]
+    fn fresh_id(&self) -> u64 {
+        let (mut next, mut end) = self.ids.get();
+        if next == end {
+            next = super::next_ids(ID_BLOCK);
+            end = next + ID_BLOCK;
+        }
+        self.ids.set((next + 1, end));
+        next
+    }
+}
+
 thread_local! {
     static STATE: ThreadState = const {
         ThreadState {
@@ -68,34 +98,11 @@ pub(crate) fn start_spawned(
         return None;
     }
     let (observers, time, node) = STATE.with(|state| {
-        let observers = {
-            let cached = state.cached.borrow();
-            match &*cached {
-                Some((v, observers)) if *v == version => Some(observers.clone()),
-                _ => None,
-            }
-        };
-        let observers = match observers {
-            Some(observers) => observers,
-            None => {
-                let (version, observers) = set.versioned_snapshot()?;
-                let observers = Rc::new(observers);
-                let old = state.cached.replace(Some((version, observers.clone())));
-                // Dropped outside the borrow: an observer's drop may observe this thread.
-                drop(old);
-                observers
-            }
-        };
+        let observers = state.observers(set, version)?;
         state.device.set(None);
         state.bytes_moved.set(0);
         let time = state.last_end.take().unwrap_or_else(Timestamp::now);
-        let (mut next, mut end) = state.ids.get();
-        if next == end {
-            next = super::next_ids(ID_BLOCK);
-            end = next + ID_BLOCK;
-        }
-        state.ids.set((next + 1, end));
-        Some((observers, time, next))
+        Some((observers, time, state.fresh_id()))
     })?;
     let task = ObservedTask {
         observers,
@@ -133,6 +140,23 @@ impl ObservedTask {
         };
         self.observers.task_finished(&end);
     }
+}
+
+/// The observers of `set` for a static run started on one of the runtime's workers, from
+/// the thread's cache, and a fresh run id. The cache is let go when an observer is
+/// detached ([`forget_cached_observers`]) or the worker stops running tasks.
+pub(crate) fn observers_for_run(set: &ObserverSet) -> Option<(Rc<Observers>, u64)> {
+    let version = set.version();
+    if version == 0 {
+        return None;
+    }
+    STATE.with(|state| Some((state.observers(set, version)?, state.fresh_id())))
+}
+
+/// Lets go of the observers this thread cached.
+pub(crate) fn forget_cached_observers() {
+    let cached = STATE.with(|state| state.cached.take());
+    drop(cached);
 }
 
 /// A static graph's node starts: forget the notes and the carried time left by tasks
@@ -175,11 +199,8 @@ pub(crate) fn carried_since(forked: Timestamp) -> Option<Timestamp> {
 /// The thread stops running tasks for now (its queue is empty, or it waits): the next
 /// task reads the clock afresh, and the cached observers are let go.
 fn thread_idle() {
-    let cached = STATE.with(|state| {
-        state.last_end.set(None);
-        state.cached.take()
-    });
-    drop(cached);
+    forget_last_end();
+    forget_cached_observers();
 }
 
 /// Runs `tasks`, a stretch of tasks started from a rayon job (a pump, a batch): no time

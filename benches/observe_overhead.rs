@@ -1,8 +1,9 @@
 //! What observation costs per task, with observation off, with a no-op observer attached,
-//! and with a `Recorder`, on 1 and 2 threads: a 10-node `dag!` run 100,000 times, and a
-//! binary tree of 2^18 - 2 nested spawns.
+//! and with a `Recorder`, on 1 and 2 threads: a 10-node `dag!` run 100,000 times, a
+//! chain of 2^18 `spawn_with` tasks, and a binary tree of 2^18 - 2 nested spawns.
 //!
-//! `cargo bench --bench observe_overhead` (`THREADS=1|2` and `dag` or `spawn` for one part)
+//! `cargo bench --bench observe_overhead` (`THREADS=1|2` and `dag`, `chain` or `tree` for
+//! one part)
 
 mod common;
 
@@ -28,6 +29,19 @@ fn runs(rt: &Runtime) -> u64 {
 }
 
 const TREE_DEPTH: u32 = 18;
+const CHAIN: u64 = 1 << 18;
+
+/// Each task takes the one before as its input.
+fn chain(rt: &Runtime) -> u64 {
+    rt.install(|| {
+        let mut last = spawn(|| 0u64);
+        for i in 1..CHAIN {
+            last = spawn_with(last, move |x: u64| black_box(x ^ i));
+        }
+        black_box(last.fetch().unwrap());
+    });
+    CHAIN
+}
 
 /// Every node but the root is a spawned task that spawns its two children.
 fn spawn_tree(depth: u32, i: u64) -> u64 {
@@ -55,9 +69,10 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    let workloads: [Workload; 2] = [
+    let workloads: [Workload; 3] = [
         ("dag", "dag! 10 nodes x 100k runs", runs),
-        ("spawn", "spawn tree 2^18-2 tasks", tree),
+        ("chain", "spawn_with chain 2^18", chain),
+        ("tree", "spawn tree 2^18-2 tasks", tree),
     ];
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let threads: Vec<usize> = match std::env::var("THREADS").ok().and_then(|t| t.parse().ok()) {
@@ -75,6 +90,9 @@ fn main() {
 }
 
 fn compare(rt: &Runtime, threads: usize, rounds: usize, workload: &str, run: fn(&Runtime) -> u64) {
+    // Recordings are kept until the end: dropping one is not part of recording, and each
+    // round records into fresh memory, as a program's first recording does.
+    let recordings = std::cell::RefCell::new(Vec::new());
     let mut contenders = [
         contender("observation off", || run(rt)),
         contender("no-op observer", || {
@@ -85,12 +103,16 @@ fn compare(rt: &Runtime, threads: usize, rounds: usize, workload: &str, run: fn(
             let recorder = Recorder::new();
             let _g = rt.observe(recorder.clone());
             let tasks = run(rt);
-            assert_eq!(recorder.task_count() as u64, tasks);
+            recordings.borrow_mut().push((recorder, tasks));
             tasks
         }),
     ];
     let results = measure(rounds, &mut contenders);
     report(workload, threads, &contenders, &results);
+    drop(contenders);
+    for (recorder, tasks) in recordings.take() {
+        assert_eq!(recorder.task_count() as u64, tasks, "every task recorded");
+    }
     let off = results[0].0;
     println!(
         "{:<28} threads={threads} extra per task: no-op observer {:+.1} ns, Recorder {:+.1} ns",

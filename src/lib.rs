@@ -334,7 +334,7 @@
 //!
 //! Observers sit beside execution: a [`observe::Observer`] attached to a runtime is told
 //! when each run and each task starts and ends, on which worker, and how it failed. With
-//! none attached a run checks one flag and nothing more. [`observe::Recorder`] keeps the
+//! none attached a run checks one number and nothing more. [`observe::Recorder`] keeps the
 //! events as a [`observe::Trace`], which exports Chrome trace-event JSON (Perfetto,
 //! chrome://tracing), Graphviz DOT of the graph as executed (durations, critical path in
 //! red), an SVG Gantt chart and a text summary (per task name count / total / mean / max,

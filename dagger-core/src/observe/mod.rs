@@ -1,11 +1,23 @@
 //! Observation beside execution: an [`Observer`] sees each run start and finish and
 //! each task start and end, on the worker that ran it. The executor calls observers;
-//! task code never does. With no observer attached, a run checks one flag and nothing
+//! task code never does. With no observer attached, a run checks one number and nothing
 //! else happens per task.
 //!
 //! [`Recorder`] keeps the events of every run it sees as a [`Trace`], which exports
 //! Chrome trace-event JSON, Graphviz DOT of the graph as executed, an SVG Gantt chart and
 //! a text summary. `DAGGER_TRACE=path` records any program without code changes.
+//!
+//! What observing costs, and how it is kept small:
+//! - One clock read per task where possible: a worker that goes straight from one task
+//!   to the next gives the first one's end as the next one's start (the time in between,
+//!   picking up the next task, is counted to it). A chain forked while this worker was
+//!   busy starts when its last task ended; anything else reads the clock.
+//! - A recorder is called directly, not through the trait, and writes to a log of the
+//!   calling thread's own without a lock (8 to 24 bytes per task); a chain of `dag!`
+//!   nodes is handed to it in batches.
+//! - Names and locations are looked up when asked for ([`TaskEnd::name`]), not per task.
+//! - Workers keep the observer list in a thread-local cache, checked against a version
+//!   number per task; detaching an observer makes every worker let go of it.
 
 mod chrome;
 mod clock;

@@ -617,7 +617,7 @@ impl Writing<'_> {
             unreachable!("dagger: a chunk was just started")
         };
         let at = writer.len;
-        for (slot, word) in chunk.words[at..at + N].iter().zip(words) {
+        for (slot, &word) in chunk.words[at..at + N].iter().zip(&words) {
             slot.store(word, Ordering::Relaxed);
         }
         writer.len = at + N;

@@ -270,6 +270,15 @@ impl ObserverList {
         self.others.is_empty()
     }
 
+    /// Records a spawned task that finished without an error or device notes (see
+    /// [`records_only`](Self::records_only)).
+    #[inline]
+    pub(crate) fn record_spawned(&self, context: recorder::Context, task: recorder::SpawnedTask) {
+        for recorder in self.recorders.iter() {
+            recorder.record_spawned(context, task);
+        }
+    }
+
     /// Records nodes of `graph` that ran on `worker` in run `run` (see
     /// [`records_only`](Self::records_only)).
     pub(crate) fn record_nodes(

@@ -7,8 +7,11 @@
 //! - a block of ids for spawned tasks.
 //!
 //! The cache and the carried time are dropped whenever the thread stops running tasks
-//! (at the end of each [`stretch`]): a detached observer is not kept alive by an idle worker, and a gap
-//! spent idle is never counted as a task's time.
+//! (at the end of each [`stretch`]): a detached observer is not kept alive by an idle
+//! worker, and a gap spent idle is never counted as a task's time.
+//!
+//! The cache has a destructor; everything else sits in a thread-local without one, which
+//! compiles to plain loads and stores.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -23,8 +26,6 @@ pub(crate) type DeviceNotes = (Option<(&'static str, u32)>, u64);
 const ID_BLOCK: u64 = 1024;
 
 struct ThreadState {
-    /// The observers of version `.0`, as this thread last saw them.
-    cached: RefCell<Option<(u64, Rc<Observers>)>>,
     /// When the last observed task on this thread ended, while no idle time has passed.
     last_end: Cell<Option<Timestamp>>,
     device: Cell<Option<(&'static str, u32)>>,
@@ -33,23 +34,25 @@ struct ThreadState {
     ids: Cell<(u64, u64)>,
 }
 
-impl ThreadState {
-    /// The observers of `set`, which is at `version`, from the cache if it has them.
-    #[inline]
-    fn observers(&self, set: &ObserverSet, version: u64) -> Option<Rc<Observers>> {
-        if let Some((v, observers)) = &*self.cached.borrow() {
+/// The observers of `set`, which is at `version`, from this thread's cache if it has them.
+#[inline]
+fn cached_observers(set: &ObserverSet, version: u64) -> Option<Rc<Observers>> {
+    CACHED.with(|cached| {
+        if let Some((v, observers)) = &*cached.borrow() {
             if *v == version {
                 return Some(observers.clone());
             }
         }
         let (version, observers) = set.versioned_snapshot()?;
         let observers = Rc::new(observers);
-        let old = self.cached.replace(Some((version, observers.clone())));
+        let old = cached.replace(Some((version, observers.clone())));
         // Dropped outside the borrow: an observer's drop may observe this thread.
         drop(old);
         Some(observers)
-    }
+    })
+}
 
+impl ThreadState {
     /// An id unique in the process, from this thread's block.
     #[inline]
     fn fresh_id(&self) -> u64 {
@@ -64,9 +67,10 @@ impl ThreadState {
 }
 
 thread_local! {
+    /// The observers of version `.0`, as this thread last saw them.
+    static CACHED: RefCell<Option<(u64, Rc<Observers>)>> = const { RefCell::new(None) };
     static STATE: ThreadState = const {
         ThreadState {
-            cached: RefCell::new(None),
             last_end: Cell::new(None),
             device: Cell::new(None),
             bytes_moved: Cell::new(0),
@@ -97,13 +101,13 @@ pub(crate) fn start_spawned(
     if version == 0 {
         return None;
     }
-    let (observers, time, node) = STATE.with(|state| {
-        let observers = state.observers(set, version)?;
+    let observers = cached_observers(set, version)?;
+    let (time, node) = STATE.with(|state| {
         state.device.set(None);
         state.bytes_moved.set(0);
         let time = state.last_end.take().unwrap_or_else(Timestamp::now);
-        Some((observers, time, state.fresh_id()))
-    })?;
+        (time, state.fresh_id())
+    });
     let task = ObservedTask {
         observers,
         run,
@@ -127,6 +131,23 @@ impl ObservedTask {
     #[inline]
     pub(crate) fn finish(self, error: Option<&Error>) {
         let (end, (device, bytes_moved)) = task_ended();
+        let plain = error.is_none() && device.is_none() && bytes_moved == 0;
+        if let (true, true, Source::Spawned(info)) =
+            (plain, self.observers.records_only(), self.source)
+        {
+            let context = super::recorder::Context {
+                run: self.run,
+                graph: None,
+                worker: self.worker,
+            };
+            let task = super::recorder::SpawnedTask {
+                info,
+                node: self.node,
+                start: self.time,
+                end,
+            };
+            return self.observers.record_spawned(context, task);
+        }
         let end = TaskEnd {
             run: self.run,
             node: self.node,
@@ -150,12 +171,14 @@ pub(crate) fn observers_for_run(set: &ObserverSet) -> Option<(Rc<Observers>, u64
     if version == 0 {
         return None;
     }
-    STATE.with(|state| Some((state.observers(set, version)?, state.fresh_id())))
+    let observers = cached_observers(set, version)?;
+    Some((observers, STATE.with(ThreadState::fresh_id)))
 }
 
 /// Lets go of the observers this thread cached.
 pub(crate) fn forget_cached_observers() {
-    let cached = STATE.with(|state| state.cached.take());
+    // `try_with`: a broadcast may reach a thread that is exiting.
+    let cached = CACHED.try_with(RefCell::take);
     drop(cached);
 }
 

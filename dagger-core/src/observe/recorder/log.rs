@@ -49,10 +49,19 @@ const SITE_CACHE: usize = 64;
 
 /// What the task entries after a `CONTEXT` entry belong to.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Context {
-    pub(super) run: u64,
-    pub(super) graph: Option<&'static Graph>,
-    pub(super) worker: Worker,
+pub(crate) struct Context {
+    pub(crate) run: u64,
+    pub(crate) graph: Option<&'static Graph>,
+    pub(crate) worker: Worker,
+}
+
+/// A spawned task that finished without an error or device notes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpawnedTask {
+    pub(crate) info: TaskInfo,
+    pub(crate) node: usize,
+    pub(crate) start: Timestamp,
+    pub(crate) end: Timestamp,
 }
 
 impl Context {
@@ -306,7 +315,9 @@ struct Writer {
     /// The last graph registered or found, by address, and its number.
     last_graph: (usize, u64),
     graphs: HashMap<usize, u64>,
-    site_cache: [Option<(usize, usize, u64)>; SITE_CACHE],
+    /// (name, location, site) by a hash of the first two; (0, 0, _) is empty (no
+    /// function or location is at address 0).
+    site_cache: [(usize, usize, u64); SITE_CACHE],
     sites: HashMap<(usize, usize), u64>,
 }
 
@@ -333,7 +344,7 @@ impl Default for Log {
                 last_end: 0,
                 last_graph: (0, 0),
                 graphs: HashMap::new(),
-                site_cache: [None; SITE_CACHE],
+                site_cache: [(0, 0, 0); SITE_CACHE],
                 sites: HashMap::new(),
             }),
             shared: Mutex::default(),
@@ -430,6 +441,30 @@ impl Writing<'_> {
             bytes_moved: task.bytes_moved,
             error: task.error.map(|e| e.to_string()),
         });
+    }
+
+    /// Appends a spawned task of `context` that finished without an error or device
+    /// notes.
+    #[inline(always)]
+    pub(super) fn spawned_task(&mut self, context: Context, task: SpawnedTask) {
+        self.enter(context);
+        let SpawnedTask {
+            info,
+            node,
+            start,
+            end,
+        } = task;
+        if !self.spawned(info, node, start, end) {
+            self.rare_task(RareTask {
+                node,
+                source: Source::Spawned(info),
+                start,
+                end,
+                device: None,
+                bytes_moved: 0,
+                error: None,
+            });
+        }
     }
 
     /// Appends nodes of `context`'s graph that finished without an error or device
@@ -581,18 +616,24 @@ impl Writing<'_> {
 
     /// The number of `info`'s spawn site, registering it the first time; `None` past
     /// the last number an entry holds.
-    #[inline]
+    #[inline(always)]
     fn site(&mut self, info: TaskInfo) -> Option<u64> {
         let key = (
             info.name as usize,
             std::ptr::from_ref(info.spawned_at) as usize,
         );
         let slot = ((key.1 >> 3) ^ (key.0 >> 4)) % SITE_CACHE;
-        if let Some((name, at, site)) = self.writer.site_cache[slot] {
-            if (name, at) == key {
-                return Some(site);
-            }
+        let (name, at, site) = self.writer.site_cache[slot];
+        if (name, at) == key {
+            return Some(site);
         }
+        self.new_site(info, key, slot)
+    }
+
+    /// `site` for a site not in the cache.
+    #[cold]
+    #[inline(never)]
+    fn new_site(&mut self, info: TaskInfo, key: (usize, usize), slot: usize) -> Option<u64> {
         let log = self.log;
         let site = *self.writer.sites.entry(key).or_insert_with(|| {
             let mut shared = log.lock();
@@ -602,7 +643,7 @@ impl Writing<'_> {
         if site > FIELD_MAX {
             return None;
         }
-        self.writer.site_cache[slot] = Some((key.0, key.1, site));
+        self.writer.site_cache[slot] = (key.0, key.1, site);
         Some(site)
     }
 

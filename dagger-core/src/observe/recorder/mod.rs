@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use std::collections::HashMap;
 
+pub(crate) use self::log::{Context, SpawnedTask};
 use self::log::{Log, RunEntry, TaskEntry, Writing};
 use super::trace::{RunRecord, TaskRecord, Trace};
 use super::{Observer, RunInfo, Source, TaskEnd, Timestamp};
@@ -167,14 +168,27 @@ impl Recorder {
     /// Runs `write` with the calling thread's log.
     #[inline]
     fn write(&self, write: impl FnOnce(Writing<'_>)) {
-        let (log, _only_writer) = match slots::current() {
-            Some(slot) => (&**self.inner.logs[slot].get_or_init(Box::default), None),
-            None => (&self.inner.overflow, Some(lock(&self.inner.overflow_lock))),
+        let Some(slot) = slots::current() else {
+            return self.write_overflow(write);
         };
-        // SAFETY: no other live thread has this slot (or the lock is held for the
-        // overflow log), and a `Writing` does not call back into observers, so this is
-        // the log's only writer now.
+        let log = self.inner.logs[slot].get_or_init(Box::default);
+        // SAFETY: no other live thread has this slot, and a `Writing` does not call back
+        // into observers, so this is the log's only writer now.
         write(unsafe { log.writing() });
+    }
+
+    /// `write` for a thread without a slot.
+    #[cold]
+    fn write_overflow(&self, write: impl FnOnce(Writing<'_>)) {
+        let _only_writer = lock(&self.inner.overflow_lock);
+        // SAFETY: the lock makes this the overflow log's only writer.
+        write(unsafe { self.inner.overflow.writing() });
+    }
+
+    /// Records a spawned task that finished without an error or device notes.
+    #[inline(always)]
+    pub(crate) fn record_spawned(&self, context: log::Context, task: log::SpawnedTask) {
+        self.write(|mut log| log.spawned_task(context, task));
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{runtime, watchdog};
+use common::{runtime, watchdog, DropFlag};
 use dagger::observe::{Observer, Recorder, RunInfo, TaskEnd, TaskStart, Trace, Worker};
 use dagger::prelude::*;
 
@@ -559,23 +559,12 @@ fn device_notes_reach_the_trace_and_the_stream_tracks() {
     });
 }
 
-/// Sets its flag when the runtime lets go of it.
-struct DropWatch(Arc<std::sync::atomic::AtomicBool>);
-
-impl Observer for DropWatch {}
-
-impl Drop for DropWatch {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn a_detached_observer_is_let_go_by_every_worker() {
     watchdog(30, || {
         let rt = runtime(2);
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let guard = rt.observe(DropWatch(dropped.clone()));
+        let guard = rt.observe(DropFlag(dropped.clone()));
         // Static runs started on a worker and spawned tasks put the observer list in the
         // workers' caches.
         rt.install(|| {

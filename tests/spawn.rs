@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{jitter, mix, runtime, watchdog, Rng};
+use common::{jitter, mix, runtime, watchdog, DropFlag, Rng};
 use dagger::prelude::*;
 
 #[task]
@@ -484,17 +484,6 @@ fn cancels_racing_with_finishing_inputs_lose_nothing_and_free_every_task() {
             assert_eq!(live.load(Ordering::SeqCst), 0, "round {round} leaked");
         }
     });
-}
-
-/// Sets its flag when dropped, that is, when the runtime it observes is let go of.
-struct DropFlag(Arc<AtomicBool>);
-
-impl dagger::observe::Observer for DropFlag {}
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[test]

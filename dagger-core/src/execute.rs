@@ -9,15 +9,14 @@
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    carried_since, next_id, node_ended, node_starting, observers_for_run, FinishedNode,
-    ObserverList, RunInfo, Source, TaskEnd, TaskStart, Timestamp, Worker,
+    carried_since, node_ended, node_starting, observers_for_run, FinishedNode, ObserverList,
+    RunInfo, Source, TaskEnd, TaskStart, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -150,15 +149,7 @@ pub fn execute(
     );
     let pool = runtime.pool();
     let on_worker = pool.current_thread_index().is_some();
-    // A worker of the runtime keeps the observer list in its cache; other threads take it
-    // under the set's lock.
-    let observers = match on_worker {
-        true => observers_for_run(runtime.observers()),
-        false => runtime
-            .observers()
-            .snapshot()
-            .map(|observers| (Rc::new(observers), next_id())),
-    };
+    let observers = observers_for_run(runtime.observers(), on_worker);
     let observed = observers.as_ref().map(|(observers, id)| Observed {
         observers,
         info: RunInfo {
@@ -225,10 +216,7 @@ impl<'a> Run<'a> {
         'a: 's,
     {
         let mut clock = self.observed.as_ref().map(|_| Clock {
-            worker: match self.pool.current_thread_index() {
-                Some(n) => Worker::Thread(n),
-                None => Worker::Caller,
-            },
+            worker: Worker::in_pool(self.pool),
             last: match start {
                 Started(time) => time,
                 Forked(Some(forked)) => carried_since(forked),

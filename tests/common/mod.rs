@@ -45,3 +45,15 @@ impl Rng {
         self.0 % n
     }
 }
+
+/// An observer that sets its flag when dropped, that is, when the runtime it observes
+/// lets go of it.
+pub struct DropFlag(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl dagger::observe::Observer for DropFlag {}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

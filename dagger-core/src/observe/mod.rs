@@ -71,6 +71,16 @@ pub enum Worker {
     Caller,
 }
 
+impl Worker {
+    /// The calling thread, as `pool` sees it.
+    pub(crate) fn in_pool(pool: &rayon::ThreadPool) -> Worker {
+        match pool.current_thread_index() {
+            Some(n) => Worker::Thread(n),
+            None => Worker::Caller,
+        }
+    }
+}
+
 impl std::fmt::Display for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -146,22 +156,31 @@ pub struct TaskStart {
     pub(crate) source: Source,
 }
 
-impl TaskStart {
-    /// The task's name (`"glue"` for glue statements).
-    pub fn name(&self) -> &'static str {
-        self.source.name(self.node)
-    }
+/// What `TaskStart` and `TaskEnd` say about the task through its source.
+macro_rules! source_accessors {
+    ($event:ty) => {
+        impl $event {
+            /// The task's name (`"glue"` for glue statements).
+            pub fn name(&self) -> &'static str {
+                self.source.name(self.node)
+            }
 
-    /// Where it is in the source (for spawned tasks, where it was spawned).
-    pub fn location(&self) -> Location {
-        self.source.location(self.node)
-    }
+            /// Where it is in the source (for spawned tasks, where it was spawned).
+            pub fn location(&self) -> Location {
+                self.source.location(self.node)
+            }
 
-    /// The static graph the task is node `node` of (`dag!` runs); `None` for spawned tasks.
-    pub fn graph(&self) -> Option<&'static Graph> {
-        self.source.graph()
-    }
+            /// The static graph the task is node `node` of (`dag!` runs); `None` for
+            /// spawned tasks.
+            pub fn graph(&self) -> Option<&'static Graph> {
+                self.source.graph()
+            }
+        }
+    };
 }
+
+source_accessors!(TaskStart);
+source_accessors!(TaskEnd<'_>);
 
 /// A task that finished (successfully or not).
 #[derive(Clone, Copy, Debug)]
@@ -184,23 +203,6 @@ pub struct TaskEnd<'a> {
     /// Its failure, if it failed.
     pub error: Option<&'a Error>,
     pub(crate) source: Source,
-}
-
-impl TaskEnd<'_> {
-    /// The task's name (`"glue"` for glue statements).
-    pub fn name(&self) -> &'static str {
-        self.source.name(self.node)
-    }
-
-    /// Where it is in the source (for spawned tasks, where it was spawned).
-    pub fn location(&self) -> Location {
-        self.source.location(self.node)
-    }
-
-    /// The static graph the task is node `node` of (`dag!` runs); `None` for spawned tasks.
-    pub fn graph(&self) -> Option<&'static Graph> {
-        self.source.graph()
-    }
 }
 
 /// Sees what a runtime runs. All methods have empty defaults; implement the ones you need.

@@ -34,9 +34,14 @@ struct ThreadState {
     ids: Cell<(u64, u64)>,
 }
 
-/// The observers of `set`, which is at `version`, from this thread's cache if it has them.
+/// The observers of `set`, from this thread's cache if it has them; `None` (after one
+/// load) when none are attached.
 #[inline]
-fn cached_observers(set: &ObserverSet, version: u64) -> Option<Rc<Observers>> {
+fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
+    let version = set.version();
+    if version == 0 {
+        return None;
+    }
     CACHED.with(|cached| {
         if let Some((v, observers)) = &*cached.borrow() {
             if *v == version {
@@ -53,6 +58,22 @@ fn cached_observers(set: &ObserverSet, version: u64) -> Option<Rc<Observers>> {
 }
 
 impl ThreadState {
+    /// A task starts: forget what a device backend noted before, and take the carried
+    /// time, if any.
+    #[inline]
+    fn task_starting(&self) -> Option<Timestamp> {
+        self.device.set(None);
+        self.bytes_moved.set(0);
+        self.last_end.take()
+    }
+
+    /// A task ended at `end`: carry `end` to the next one, and take the device notes.
+    #[inline]
+    fn task_ended(&self, end: Timestamp) -> DeviceNotes {
+        self.last_end.set(Some(end));
+        (self.device.take(), self.bytes_moved.take())
+    }
+
     /// An id unique in the process, from this thread's block.
     #[inline]
     fn fresh_id(&self) -> u64 {
@@ -97,15 +118,9 @@ pub(crate) fn start_spawned(
     source: Source,
     worker: impl FnOnce() -> Worker,
 ) -> Option<ObservedTask> {
-    let version = set.version();
-    if version == 0 {
-        return None;
-    }
-    let observers = cached_observers(set, version)?;
+    let observers = cached_observers(set)?;
     let (time, node) = STATE.with(|state| {
-        state.device.set(None);
-        state.bytes_moved.set(0);
-        let time = state.last_end.take().unwrap_or_else(Timestamp::now);
+        let time = state.task_starting().unwrap_or_else(Timestamp::now);
         (time, state.fresh_id())
     });
     let task = ObservedTask {
@@ -130,7 +145,8 @@ impl ObservedTask {
     /// Tells the observers that the task ended, with `error` if it failed.
     #[inline]
     pub(crate) fn finish(self, error: Option<&Error>) {
-        let (end, (device, bytes_moved)) = task_ended();
+        let end = Timestamp::now();
+        let (device, bytes_moved) = STATE.with(|state| state.task_ended(end));
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
         if let (true, true, Source::Spawned(info)) =
             (plain, self.observers.records_only(), self.source)
@@ -163,15 +179,18 @@ impl ObservedTask {
     }
 }
 
-/// The observers of `set` for a static run started on one of the runtime's workers, from
-/// the thread's cache, and a fresh run id. The cache is let go when an observer is
-/// detached ([`forget_cached_observers`]) or the worker stops running tasks.
-pub(crate) fn observers_for_run(set: &ObserverSet) -> Option<(Rc<Observers>, u64)> {
-    let version = set.version();
-    if version == 0 {
-        return None;
-    }
-    let observers = cached_observers(set, version)?;
+/// The observers of `set` for a static run, and a fresh run id. A worker of the runtime
+/// (`on_worker`) takes them from its cache, which is let go when an observer is detached
+/// ([`forget_cached_observers`]) or the worker stops running tasks; another thread, whose
+/// cache nothing would clear, takes them under the set's lock.
+pub(crate) fn observers_for_run(
+    set: &ObserverSet,
+    on_worker: bool,
+) -> Option<(Rc<Observers>, u64)> {
+    let observers = match on_worker {
+        true => cached_observers(set)?,
+        false => Rc::new(set.snapshot()?),
+    };
     Some((observers, STATE.with(ThreadState::fresh_id)))
 }
 
@@ -186,29 +205,14 @@ pub(crate) fn forget_cached_observers() {
 /// this thread ran before (its executor keeps its own clock).
 pub(crate) fn node_starting() {
     STATE.with(|state| {
-        state.device.set(None);
-        state.bytes_moved.set(0);
-        state.last_end.set(None);
+        state.task_starting();
     });
-}
-
-/// A spawned task just ended on this thread: now, which is carried to the next task,
-/// and what a device backend noted about it.
-fn task_ended() -> (Timestamp, DeviceNotes) {
-    let end = Timestamp::now();
-    STATE.with(|state| {
-        state.last_end.set(Some(end));
-        (end, (state.device.take(), state.bytes_moved.take()))
-    })
 }
 
 /// A static graph's node ended on this thread at `end`: `end` is carried to a chain
 /// that starts next, and the notes a device backend left are returned.
 pub(crate) fn node_ended(end: Timestamp) -> DeviceNotes {
-    STATE.with(|state| {
-        state.last_end.set(Some(end));
-        (state.device.take(), state.bytes_moved.take())
-    })
+    STATE.with(|state| state.task_ended(end))
 }
 
 /// When a chain of tasks forked at `forked` starts on this thread, if that is known
@@ -219,20 +223,15 @@ pub(crate) fn carried_since(forked: Timestamp) -> Option<Timestamp> {
     STATE.with(|state| state.last_end.get().filter(|&end| end >= forked))
 }
 
-/// The thread stops running tasks for now (its queue is empty, or it waits): the next
-/// task reads the clock afresh, and the cached observers are let go.
-fn thread_idle() {
-    forget_last_end();
-    forget_cached_observers();
-}
-
 /// Runs `tasks`, a stretch of tasks started from a rayon job (a pump, a batch): no time
-/// is carried into it, and none out of it.
+/// is carried into it, and none out of it. After it the thread stops running tasks for
+/// now, so it lets go of the cached observers too.
 #[inline]
 pub(crate) fn stretch<R>(tasks: impl FnOnce() -> R) -> R {
     forget_last_end();
     let result = tasks();
-    thread_idle();
+    forget_last_end();
+    forget_cached_observers();
     result
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::{memory, queue};
 use crate::error::{panic_message, Error};
 use crate::lease::RuntimeRef;
-use crate::observe::{self as observe, Source, Worker};
+use crate::observe::{self, Source, Worker};
 use crate::runtime::Shared;
 use crate::task::Location;
 
@@ -649,10 +649,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
             &shared.observers,
             shared.dynamic_run,
             Source::Spawned(info),
-            || match shared.pool.current_thread_index() {
-                Some(n) => Worker::Thread(n),
-                None => Worker::Caller,
-            },
+            || Worker::in_pool(&shared.pool),
         );
         let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
         let value = match outcome {

@@ -87,6 +87,21 @@ pub(super) struct RareTask {
     pub(super) error: Option<String>,
 }
 
+impl RareTask {
+    /// A task without an error or device notes that does not fit an entry.
+    fn plain(node: usize, source: Source, start: Timestamp, end: Timestamp) -> RareTask {
+        RareTask {
+            node,
+            source,
+            start,
+            end,
+            device: None,
+            bytes_moved: 0,
+            error: None,
+        }
+    }
+}
+
 /// What does not fit in entries.
 enum Rare {
     Task(RareTask),
@@ -304,9 +319,9 @@ impl Shared {
 /// The owner's side: where it writes, and what it has registered.
 struct Writer {
     chunk: Option<Arc<Chunk>>,
-    /// Words written to `chunk`, and words it holds (0 while there is none).
+    /// Words written to `chunk` (all of them while there is none, so that the first
+    /// entry starts one).
     len: usize,
-    room: usize,
     context: Option<Context>,
     /// When the task of the last task entry ended.
     last_end: u64,
@@ -337,8 +352,7 @@ impl Default for Log {
         Log {
             writer: UnsafeCell::new(Writer {
                 chunk: None,
-                len: 0,
-                room: 0,
+                len: CHUNK_WORDS,
                 context: None,
                 graph_numbered: false,
                 last_end: 0,
@@ -455,15 +469,7 @@ impl Writing<'_> {
             end,
         } = task;
         if !self.spawned(info, node, start, end) {
-            self.rare_task(RareTask {
-                node,
-                source: Source::Spawned(info),
-                start,
-                end,
-                device: None,
-                bytes_moved: 0,
-                error: None,
-            });
+            self.rare_task(RareTask::plain(node, Source::Spawned(info), start, end));
         }
     }
 
@@ -476,15 +482,7 @@ impl Writing<'_> {
         self.enter(context);
         for &FinishedNode { node, start, end } in nodes {
             if !self.node(node, start, end) {
-                self.rare_task(RareTask {
-                    node,
-                    source: Source::Graph(graph),
-                    start,
-                    end,
-                    device: None,
-                    bytes_moved: 0,
-                    error: None,
-                });
+                self.rare_task(RareTask::plain(node, Source::Graph(graph), start, end));
             }
         }
     }
@@ -650,7 +648,7 @@ impl Writing<'_> {
     /// Appends one entry and publishes it.
     #[inline(always)]
     fn push<const N: usize>(&mut self, words: [u64; N]) {
-        if self.writer.len + N > self.writer.room {
+        if self.writer.len + N > CHUNK_WORDS {
             self.start_chunk();
         }
         let writer = &mut *self.writer;
@@ -672,7 +670,6 @@ impl Writing<'_> {
         let chunk = Arc::new(Chunk::new());
         self.log.lock().chunks.push(chunk.clone());
         self.writer.len = 0;
-        self.writer.room = CHUNK_WORDS;
         self.writer.chunk = Some(chunk);
     }
 }

@@ -1,15 +1,15 @@
 //! `Recorder`: an observer that keeps every event it sees, for export as a `Trace`.
 //!
 //! Recording is on the hot path of every task, so each thread appends to a log of its
-//! own, without a lock (see [`log`]): 16 bytes for a graph node, 24 for a spawned task.
+//! own, without a lock (see [`log`]): 8 to 16 bytes for a graph node, 16 to 24 for a
+//! spawned task.
 //! Entries become [`TaskRecord`]s only when a trace is taken.
 
 mod log;
 mod slots;
 
-use std::sync::{Arc, Mutex, OnceLock};
-
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub(crate) use self::log::{Context, SpawnedTask};
 use self::log::{Log, RunEntry, TaskEntry, Writing};
@@ -187,12 +187,10 @@ impl Recorder {
 
     /// Records a spawned task that finished without an error or device notes.
     #[inline(always)]
-    pub(crate) fn record_spawned(&self, context: log::Context, task: log::SpawnedTask) {
+    pub(crate) fn record_spawned(&self, context: Context, task: SpawnedTask) {
         self.write(|mut log| log.spawned_task(context, task));
     }
-}
 
-impl Recorder {
     /// Records nodes of `graph` that finished on `worker` in run `run`.
     pub(crate) fn record_nodes(
         &self,
@@ -201,7 +199,7 @@ impl Recorder {
         worker: super::Worker,
         nodes: &[super::FinishedNode],
     ) {
-        let context = log::Context {
+        let context = Context {
             run,
             graph: Some(graph),
             worker,

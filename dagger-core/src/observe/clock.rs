@@ -1,6 +1,7 @@
 //! Timestamps for events: the CPU's time-stamp counter where it is usable (about half the
 //! cost of `Instant::now()`), converted to nanoseconds only when a trace is exported.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 struct TaskClock {
@@ -10,6 +11,10 @@ struct TaskClock {
     /// the match on quanta's clock kind (4 of the 26 ns a read costs on our VM).
     tsc: bool,
 }
+
+/// Set once the clock is known to read the counter: `now` then reads it with one check.
+// Memory ordering: Relaxed; reading the counter needs nothing else the set-up wrote.
+static READS_TSC: AtomicBool = AtomicBool::new(false);
 
 fn clock() -> &'static TaskClock {
     static CLOCK: OnceLock<TaskClock> = OnceLock::new();
@@ -21,6 +26,7 @@ fn clock() -> &'static TaskClock {
         let probe = 1 << 40;
         let tsc = cfg!(target_arch = "x86_64")
             && clock.delta_as_nanos(0, probe).abs_diff(probe) > probe / 100;
+        READS_TSC.store(tsc, Ordering::Relaxed);
         TaskClock { clock, origin, tsc }
     })
 }
@@ -42,6 +48,16 @@ impl Timestamp {
     /// Now.
     #[inline]
     pub fn now() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if READS_TSC.load(Ordering::Relaxed) {
+            return Timestamp(read_tsc());
+        }
+        Self::now_from_clock()
+    }
+
+    /// `now` before the clock is set up, or where it does not read the counter.
+    #[inline(never)]
+    fn now_from_clock() -> Self {
         let clock = clock();
         #[cfg(target_arch = "x86_64")]
         if clock.tsc {

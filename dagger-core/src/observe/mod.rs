@@ -46,8 +46,8 @@ pub use progress::Progress;
 pub use recorder::Recorder;
 pub use summary::{NameStats, Summary};
 pub(crate) use thread::{
-    carried_since, forget_last_end, node_ended, node_starting, observers_for_run, start_spawned,
-    stretch,
+    carried_since, forget_cached_observers, forget_last_end, node_ended, node_starting,
+    observers_for_run, start_spawned, stretch,
 };
 pub use thread::{note_bytes_moved, note_device};
 pub use trace::{RunRecord, TaskRecord, Trace};
@@ -272,6 +272,14 @@ impl ObserverList {
         self.others.is_empty()
     }
 
+    /// The one recorder, when it is the only observer.
+    pub(crate) fn lone_recorder(&self) -> Option<&Recorder> {
+        match (&*self.recorders, &*self.others) {
+            ([recorder], []) => Some(recorder),
+            _ => None,
+        }
+    }
+
     /// Records a spawned task that finished without an error or device notes (see
     /// [`records_only`](Self::records_only)).
     #[inline]
@@ -422,8 +430,7 @@ impl Drop for ObserverGuard<'_> {
         self.set.detach(self.id);
         // Workers cache the observer list; each lets go of the old one when it gets to
         // this (a busy worker would anyway, at the next list change it sees).
-        self.pool
-            .spawn_broadcast(|_| thread::forget_cached_observers());
+        self.pool.spawn_broadcast(|_| forget_cached_observers());
     }
 }
 

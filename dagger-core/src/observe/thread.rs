@@ -4,7 +4,9 @@
 //! - when its last task ended, which is the next task's start while the thread runs tasks
 //!   back to back, so that a task costs one clock read;
 //! - what a device backend noted about the running task;
-//! - a block of ids for spawned tasks.
+//! - a block of ids for spawned tasks;
+//! - while the cached observers are one recorder alone, this thread's log in it and the
+//!   thread's worker number, so that a spawned task is recorded with no look-up at all.
 //!
 //! The cache and the carried time are dropped whenever the thread stops running tasks
 //! (at the end of each [`stretch`]): a detached observer is not kept alive by an idle
@@ -14,10 +16,13 @@
 //! compiles to plain loads and stores.
 
 use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 use std::rc::Rc;
 
+use super::recorder::{Context, SpawnedTask, ThreadLog};
 use super::{ObserverSet, Observers, Source, TaskEnd, TaskStart, Timestamp, Worker};
 use crate::error::Error;
+use crate::spawn::TaskInfo;
 
 /// What a device backend noted about a task: its device and stream, and bytes moved.
 pub(crate) type DeviceNotes = (Option<(&'static str, u32)>, u64);
@@ -32,6 +37,20 @@ struct ThreadState {
     bytes_moved: Cell<u64>,
     /// The next spawned-task id, and the end of this thread's block.
     ids: Cell<(u64, u64)>,
+    /// Set while `CACHED` holds one recorder alone.
+    direct: Cell<Option<Direct>>,
+}
+
+/// What a spawned task needs to be recorded straight into this thread's log.
+#[derive(Clone, Copy)]
+struct Direct {
+    /// The version of the cached observers.
+    version: u64,
+    /// The cached observers; `CACHED` holds a count while this is set.
+    observers: NonNull<Observers>,
+    log: ThreadLog,
+    /// This thread in the pool of the runtime the observers are attached to.
+    worker: Worker,
 }
 
 /// The observers of `set`, from this thread's cache if it has them; `None` (after one
@@ -43,18 +62,29 @@ fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
         return None;
     }
     CACHED.with(|cached| {
-        if let Some((v, observers)) = &*cached.borrow() {
+        if let Some((v, observers)) = &*cached.0.borrow() {
             if *v == version {
                 return Some(observers.clone());
             }
         }
         let (version, observers) = set.versioned_snapshot()?;
         let observers = Rc::new(observers);
-        let old = cached.replace(Some((version, observers.clone())));
+        with_state(|state| state.direct.set(None));
+        let old = cached.0.replace(Some((version, observers.clone())));
         // Dropped outside the borrow: an observer's drop may observe this thread.
         drop(old);
         Some(observers)
     })
+}
+
+/// The observers this thread caches, in a cell whose drop (at thread exit) also ends the
+/// direct path, which relies on it.
+struct Cache(RefCell<Option<(u64, Rc<Observers>)>>);
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        with_state(|state| state.direct.set(None));
+    }
 }
 
 impl ThreadState {
@@ -89,54 +119,120 @@ impl ThreadState {
 
 thread_local! {
     /// The observers of version `.0`, as this thread last saw them.
-    static CACHED: RefCell<Option<(u64, Rc<Observers>)>> = const { RefCell::new(None) };
+    static CACHED: Cache = const { Cache(RefCell::new(None)) };
     static STATE: ThreadState = const {
         ThreadState {
             last_end: Cell::new(None),
             device: Cell::new(None),
             bytes_moved: Cell::new(0),
             ids: Cell::new((0, 0)),
+            direct: Cell::new(None),
         }
     };
+}
+
+/// Runs `f` with this thread's state, inlined: `STATE.with(f)` with a closure this
+/// size is a call through the key's accessor.
+#[inline(always)]
+fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
+    let state = STATE.with(std::ptr::from_ref);
+    // SAFETY: a thread-local without a destructor stays in place until its thread has
+    // exited; this reference does not outlive the call, on this thread.
+    f(unsafe { &*state })
 }
 
 /// A spawned task being observed: the observers it was started with, and its start.
 pub(crate) struct ObservedTask {
     observers: Rc<Observers>,
+    /// This thread's log in the lone recorder, when that is the only observer.
+    log: Option<ThreadLog>,
     run: u64,
     node: usize,
     worker: Worker,
     time: Timestamp,
-    source: Source,
+    info: TaskInfo,
 }
 
-/// Tells the observers of `set` that a spawned task starts, if any are attached.
+/// Tells the observers of `set` that a spawned task of `info` starts, if any are
+/// attached. `worker` is the calling thread in the pool of `set`'s runtime.
 #[inline]
 pub(crate) fn start_spawned(
     set: &ObserverSet,
     run: u64,
-    source: Source,
+    info: TaskInfo,
     worker: impl FnOnce() -> Worker,
 ) -> Option<ObservedTask> {
+    let version = set.version();
+    if version == 0 {
+        return None;
+    }
+    let direct = with_state(|state| {
+        let direct = state.direct.get().filter(|d| d.version == version)?;
+        // SAFETY: `CACHED` holds a count of the observers while `direct` is set, so the
+        // count is at least one while this one is added.
+        let observers = unsafe {
+            Rc::increment_strong_count(direct.observers.as_ptr());
+            Rc::from_raw(direct.observers.as_ptr())
+        };
+        let time = state.task_starting().unwrap_or_else(Timestamp::now);
+        Some(ObservedTask {
+            observers,
+            log: Some(direct.log),
+            run,
+            node: state.fresh_id() as usize,
+            worker: direct.worker,
+            time,
+            info,
+        })
+    });
+    match direct {
+        Some(task) => Some(task),
+        None => start_spawned_looked_up(set, run, info, worker()),
+    }
+}
+
+/// `start_spawned` without the direct path: the observers from the cache (filled if it is
+/// stale), told of the start if they want to be.
+#[cold]
+#[inline(never)]
+fn start_spawned_looked_up(
+    set: &ObserverSet,
+    run: u64,
+    info: TaskInfo,
+    worker: Worker,
+) -> Option<ObservedTask> {
     let observers = cached_observers(set)?;
-    let (time, node) = STATE.with(|state| {
+    let log = observers.lone_recorder().and_then(|r| r.thread_log());
+    let (time, node) = with_state(|state| {
+        if let Some(log) = log {
+            // Next time, straight to the log. The version is that of the cached list,
+            // which `cached_observers` has just checked or filled.
+            let version = CACHED.with(|c| c.0.borrow().as_ref().map(|(v, _)| *v));
+            state.direct.set(version.map(|version| Direct {
+                version,
+                observers: NonNull::from(&*observers),
+                log,
+                worker,
+            }));
+        }
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
         (time, state.fresh_id())
     });
     let task = ObservedTask {
         observers,
+        log,
         run,
         node: node as usize,
-        worker: worker(),
+        worker,
         time,
-        source,
+        info,
     };
     task.observers.task_started(|| TaskStart {
         run,
         node: task.node,
-        worker: task.worker,
+        worker,
         time,
-        source,
+        source: Source::Spawned(info),
     });
     Some(task)
 }
@@ -146,22 +242,43 @@ impl ObservedTask {
     #[inline]
     pub(crate) fn finish(self, error: Option<&Error>) {
         let end = Timestamp::now();
-        let (device, bytes_moved) = STATE.with(|state| state.task_ended(end));
+        let (device, bytes_moved) = with_state(|state| state.task_ended(end));
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
-        if let (true, true, Source::Spawned(info)) =
-            (plain, self.observers.records_only(), self.source)
-        {
-            let context = super::recorder::Context {
-                run: self.run,
-                graph: None,
-                worker: self.worker,
-            };
-            let task = super::recorder::SpawnedTask {
-                info,
-                node: self.node,
-                start: self.time,
-                end,
-            };
+        match self.log {
+            Some(log) if plain => {
+                let (context, task) = self.entry(end);
+                // SAFETY: `self.observers` keeps the recorder alive; the log was taken on
+                // this thread, which is running a task and so not exiting.
+                unsafe { log.record_spawned(context, task) }
+            }
+            _ => self.finish_looked_up(end, (device, bytes_moved), error),
+        }
+    }
+
+    /// The task as a recorder's entry, if it ended at `end`.
+    #[inline(always)]
+    fn entry(&self, end: Timestamp) -> (Context, SpawnedTask) {
+        let context = Context {
+            run: self.run,
+            graph: None,
+            worker: self.worker,
+        };
+        let task = SpawnedTask {
+            info: self.info,
+            node: self.node,
+            start: self.time,
+            end,
+        };
+        (context, task)
+    }
+
+    /// `finish` for a task that is not recorded straight into a log.
+    #[inline(never)]
+    fn finish_looked_up(self, end: Timestamp, notes: DeviceNotes, error: Option<&Error>) {
+        let (device, bytes_moved) = notes;
+        let plain = error.is_none() && device.is_none() && bytes_moved == 0;
+        if plain && self.observers.records_only() {
+            let (context, task) = self.entry(end);
             return self.observers.record_spawned(context, task);
         }
         let end = TaskEnd {
@@ -173,7 +290,7 @@ impl ObservedTask {
             device,
             bytes_moved,
             error,
-            source: self.source,
+            source: Source::Spawned(self.info),
         };
         self.observers.task_finished(&end);
     }
@@ -191,20 +308,21 @@ pub(crate) fn observers_for_run(
         true => cached_observers(set)?,
         false => Rc::new(set.snapshot()?),
     };
-    Some((observers, STATE.with(ThreadState::fresh_id)))
+    Some((observers, with_state(ThreadState::fresh_id)))
 }
 
 /// Lets go of the observers this thread cached.
 pub(crate) fn forget_cached_observers() {
+    with_state(|state| state.direct.set(None));
     // `try_with`: a broadcast may reach a thread that is exiting.
-    let cached = CACHED.try_with(RefCell::take);
+    let cached = CACHED.try_with(|cached| cached.0.take());
     drop(cached);
 }
 
 /// A static graph's node starts: forget the notes and the carried time left by tasks
 /// this thread ran before (its executor keeps its own clock).
 pub(crate) fn node_starting() {
-    STATE.with(|state| {
+    with_state(|state| {
         state.task_starting();
     });
 }
@@ -212,7 +330,7 @@ pub(crate) fn node_starting() {
 /// A static graph's node ended on this thread at `end`: `end` is carried to a chain
 /// that starts next, and the notes a device backend left are returned.
 pub(crate) fn node_ended(end: Timestamp) -> DeviceNotes {
-    STATE.with(|state| state.task_ended(end))
+    with_state(|state| state.task_ended(end))
 }
 
 /// When a chain of tasks forked at `forked` starts on this thread, if that is known
@@ -220,7 +338,7 @@ pub(crate) fn node_ended(end: Timestamp) -> DeviceNotes {
 /// fork. The chain was then waiting in a queue while this thread worked, and a worker
 /// goes from one task to the next queued one without idling.
 pub(crate) fn carried_since(forked: Timestamp) -> Option<Timestamp> {
-    STATE.with(|state| state.last_end.get().filter(|&end| end >= forked))
+    with_state(|state| state.last_end.get().filter(|&end| end >= forked))
 }
 
 /// Runs `tasks`, a stretch of tasks started from a rayon job (a pump, a batch): no time
@@ -239,17 +357,17 @@ pub(crate) fn stretch<R>(tasks: impl FnOnce() -> R) -> R {
 /// else (run other jobs, wait).
 #[inline]
 pub(crate) fn forget_last_end() {
-    STATE.with(|state| state.last_end.set(None));
+    with_state(|state| state.last_end.set(None));
 }
 
 /// For device backends: the task running on this thread queued its work on `device`'s
 /// stream `stream`. Observers see it in [`TaskEnd::device`].
 pub fn note_device(device: &'static str, stream: u32) {
-    STATE.with(|state| state.device.set(Some((device, stream))));
+    with_state(|state| state.device.set(Some((device, stream))));
 }
 
 /// For device backends: the task running on this thread copies `bytes` between host and
 /// device. Observers see the total in [`TaskEnd::bytes_moved`].
 pub fn note_bytes_moved(bytes: u64) {
-    STATE.with(|state| state.bytes_moved.set(state.bytes_moved.get() + bytes));
+    with_state(|state| state.bytes_moved.set(state.bytes_moved.get() + bytes));
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::{memory, queue};
 use crate::error::{panic_message, Error};
 use crate::lease::RuntimeRef;
-use crate::observe::{self, Source, Worker};
+use crate::observe::{self, Worker};
 use crate::runtime::Shared;
 use crate::task::Location;
 
@@ -645,12 +645,9 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         let info = header.info;
         // Observers see dynamic tasks as nodes of their runtime's one dynamic run.
         let shared = self.shared.get();
-        let observed = observe::start_spawned(
-            &shared.observers,
-            shared.dynamic_run,
-            Source::Spawned(info),
-            || Worker::in_pool(&shared.pool),
-        );
+        let observed = observe::start_spawned(&shared.observers, shared.dynamic_run, info, || {
+            Worker::in_pool(&shared.pool)
+        });
         let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),

@@ -8,8 +8,10 @@
 //! - `NODE`, 2 words: node number and duration in clock ticks; start tick. A node of the
 //!   graph of the current context. 1 word when the flag bit says that it started when the
 //!   task of the entry before it ended (a chain of tasks on one thread).
-//! - `SPAWNED`, 3 words: spawn site and duration; start tick; task id. 2 words (no start)
-//!   with the flag bit.
+//! - `SPAWNED`, 3 words: spawn site and duration; start tick; task id. No start word
+//!   with the flag bit (chained, as for nodes); no id word with the next-id bit, when the
+//!   task's id is one more than the last spawned task's in the log. A chain of tasks on
+//!   one thread takes 1 word each.
 //! - `CONTEXT`, 2 words: graph and worker; run. What the task entries after it belong to.
 //! - `RARE`, 1 word: a task kept whole (it failed, used a device, or ran very long).
 //! - `RUN_START`, 4 words: nested (the flag bit), graph and threads; run; tasks; start
@@ -34,14 +36,17 @@ const CONTEXT: u64 = 3;
 const RARE: u64 = 4;
 const RUN_START: u64 = 5;
 const RUN_END: u64 = 6;
-/// A node, spawn site or graph number sits in bits 32 to 58; a duration, worker or
+/// A node, spawn site or graph number sits in bits 32 to 57; a duration, worker or
 /// thread count in bits 0 to 31.
 const FIELD_SHIFT: u32 = 32;
-const FIELD_MAX: u64 = (1 << 27) - 1;
+const FIELD_MAX: u64 = (1 << 26) - 1;
 const LOW: u64 = u32::MAX as u64;
 /// Says "nested" in `RUN_START` entries, "chained" in task entries.
 const FLAG_BIT: u64 = 1 << 59;
+/// Says "the id after the last one" in `SPAWNED` entries.
+const NEXT_ID_BIT: u64 = 1 << 58;
 const INDEX_MASK: u64 = (1 << KIND_SHIFT) - 1;
+const FIELD_MASK: u64 = FIELD_MAX << FIELD_SHIFT;
 /// The worker word of the caller thread.
 const CALLER: u64 = LOW;
 /// Spawn sites a writer finds without a hash lookup.
@@ -62,18 +67,6 @@ pub(crate) struct SpawnedTask {
     pub(crate) node: usize,
     pub(crate) start: Timestamp,
     pub(crate) end: Timestamp,
-}
-
-impl Context {
-    fn same_as(&self, other: &Context) -> bool {
-        self.run == other.run
-            && self.worker == other.worker
-            && match (self.graph, other.graph) {
-                (Some(a), Some(b)) => std::ptr::eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
-    }
 }
 
 /// A task kept whole.
@@ -180,10 +173,8 @@ struct Shared {
     chunks: Vec<Arc<Chunk>>,
     /// Words at the start of the first chunk that `clear` dropped.
     skip: usize,
-    /// The context of the first kept entry, when a dropped entry set it, and the end of
-    /// the last dropped task entry.
-    first_context: Option<Context>,
-    first_last_end: u64,
+    /// Where reading starts: what the dropped entries left in effect.
+    first: ReadState,
     /// Graph `n` is `graphs[n - 1]`; 0 is none.
     graphs: Vec<&'static Graph>,
     sites: Vec<TaskInfo>,
@@ -205,15 +196,17 @@ impl Shared {
     }
 
     /// Calls `tasks` with each kept task and the context it belongs to, and `runs` with
-    /// each run start and end; returns the context in effect after the last entry.
+    /// each run start and end; returns what is in effect after the last entry.
     fn read(
         &self,
         mut tasks: impl FnMut(&Context, TaskEntry<'_>),
         mut runs: impl FnMut(RunEntry<'_>),
-    ) -> (Option<Context>, u64) {
-        let mut context = self.first_context;
-        // When the task of the last task entry ended: a chained entry's start.
-        let mut last_end = self.first_last_end;
+    ) -> ReadState {
+        let ReadState {
+            mut context,
+            mut last_end,
+            mut last_id,
+        } = self.first;
         for (i, chunk) in self.chunks.iter().enumerate() {
             // Memory ordering: Acquire pairs with the writer's Release: the words below
             // `len` are written.
@@ -222,7 +215,7 @@ impl Shared {
             let mut at = if i == 0 { self.skip } else { 0 };
             while at < len {
                 let head = word(at);
-                let field = (head & INDEX_MASK & !FLAG_BIT) >> FIELD_SHIFT;
+                let field = (head & FIELD_MASK) >> FIELD_SHIFT;
                 let low = head & LOW;
                 let chained = head & FLAG_BIT != 0;
                 // A task entry's start and end; `at` moves past its start word, if any.
@@ -252,17 +245,22 @@ impl Shared {
                         at += 1;
                         let (start, end) = span(&mut at);
                         let site = self.sites.get(field as usize);
+                        last_id = match head & NEXT_ID_BIT {
+                            0 => {
+                                at += 1;
+                                word(at - 1)
+                            }
+                            _ => last_id.wrapping_add(1),
+                        };
                         if let (Some(context), Some(&info)) = (&context, site) {
-                            let node = word(at) as usize;
                             let entry = TaskEntry::Spawned {
                                 info,
-                                node,
+                                node: last_id as usize,
                                 start,
                                 end,
                             };
                             tasks(context, entry);
                         }
-                        at += 1;
                     }
                     CONTEXT => {
                         context = Some(Context {
@@ -312,19 +310,40 @@ impl Shared {
                 }
             }
         }
-        (context, last_end)
+        ReadState {
+            context,
+            last_end,
+            last_id,
+        }
     }
+}
+
+/// What earlier entries leave in effect for the ones after them.
+#[derive(Clone, Copy, Default)]
+struct ReadState {
+    context: Option<Context>,
+    /// When the task of the last task entry ended: a chained entry's start.
+    last_end: u64,
+    /// The id of the last spawned task.
+    last_id: u64,
 }
 
 /// The owner's side: where it writes, and what it has registered.
 struct Writer {
     chunk: Option<Arc<Chunk>>,
+    /// `chunk`'s words and published length, while there is a chunk.
+    words: *const AtomicU64,
+    published: *const AtomicUsize,
     /// Words written to `chunk` (all of them while there is none, so that the first
     /// entry starts one).
     len: usize,
-    context: Option<Context>,
+    /// The context of the task entries: run, graph address (0 for none), worker word;
+    /// `NO_CONTEXT` before the first.
+    context: [u64; 3],
     /// When the task of the last task entry ended.
     last_end: u64,
+    /// The id of the last spawned task.
+    last_id: u64,
     /// Whether the context's graph has a number (its nodes fit in `NODE` entries).
     graph_numbered: bool,
     /// The last graph registered or found, by address, and its number.
@@ -336,6 +355,9 @@ struct Writer {
     sites: HashMap<(usize, usize), u64>,
 }
 
+/// `Writer::context` before the first context entry (no worker word is this).
+const NO_CONTEXT: [u64; 3] = [0, 0, u64::MAX];
+
 /// One thread's log.
 pub(super) struct Log {
     writer: UnsafeCell<Writer>,
@@ -344,18 +366,23 @@ pub(super) struct Log {
 
 // SAFETY: `writer` is used only through `Writing`, of which there is at most one per log
 // at a time (the contract of `Log::writing`); everything else is behind the mutex or
-// atomic.
+// atomic. The writer's pointers point into the chunk it holds.
 unsafe impl Sync for Log {}
+// SAFETY: as for `Sync`; the pointers are into memory the log owns (through `chunk`).
+unsafe impl Send for Log {}
 
 impl Default for Log {
     fn default() -> Self {
         Log {
             writer: UnsafeCell::new(Writer {
                 chunk: None,
+                words: std::ptr::null(),
+                published: std::ptr::null(),
                 len: CHUNK_WORDS,
-                context: None,
+                context: NO_CONTEXT,
                 graph_numbered: false,
                 last_end: 0,
+                last_id: 0,
                 last_graph: (0, 0),
                 graphs: HashMap::new(),
                 site_cache: [(0, 0, 0); SITE_CACHE],
@@ -412,14 +439,13 @@ impl Log {
     pub(super) fn clear(&self) {
         let mut shared = self.lock();
         let shared = &mut *shared;
-        let (context, last_end) = shared.read(|_, _| {}, |_| {});
+        let first = shared.read(|_, _| {}, |_| {});
         let Some(last) = shared.chunks.pop() else {
             return;
         };
         shared.skip = last.len.load(Ordering::Acquire);
         shared.chunks = vec![last];
-        shared.first_context = context;
-        shared.first_last_end = last_end;
+        shared.first = first;
         shared.rare_base += shared.rare.len() as u64;
         shared.rare.clear();
     }
@@ -490,20 +516,27 @@ impl Writing<'_> {
     /// Makes `context` the one of the task entries that follow.
     #[inline(always)]
     fn enter(&mut self, context: Context) {
-        if self.writer.context.is_some_and(|c| c.same_as(&context)) {
-            return;
-        }
-        let graph = self.graph_number(context.graph);
         let worker = match context.worker {
             Worker::Thread(n) => (n as u64).min(CALLER - 1),
             Worker::Caller => CALLER,
         };
-        self.push([
-            CONTEXT << KIND_SHIFT | graph << FIELD_SHIFT | worker,
-            context.run,
-        ]);
-        self.writer.context = Some(context);
-        self.writer.graph_numbered = graph != 0;
+        let graph = context.graph.map_or(0, |g| std::ptr::from_ref(g) as u64);
+        let key = [context.run, graph, worker];
+        // Compared word by word: a whole-array compare loads the key in one piece, just
+        // after it was stored in three, which stalls.
+        let current = &self.writer.context;
+        if current[0] != key[0] || current[1] != key[1] || current[2] != key[2] {
+            self.new_context(context.run, context.graph, key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_context(&mut self, run: u64, graph: Option<&'static Graph>, key: [u64; 3]) {
+        let number = self.graph_number(graph);
+        self.push([CONTEXT << KIND_SHIFT | number << FIELD_SHIFT | key[2], run]);
+        self.writer.context = key;
+        self.writer.graph_numbered = number != 0;
     }
 
     /// The first word of a task entry, and whether the entry is chained; `None` if the
@@ -549,9 +582,14 @@ impl Writing<'_> {
             return false;
         };
         self.writer.last_end = end;
-        match chained {
-            true => self.push([head, node as u64]),
-            false => self.push([head, start, node as u64]),
+        let id = node as u64;
+        let next = id == self.writer.last_id.wrapping_add(1);
+        self.writer.last_id = id;
+        match (chained, next) {
+            (true, true) => self.push([head | NEXT_ID_BIT]),
+            (true, false) => self.push([head, id]),
+            (false, true) => self.push([head | NEXT_ID_BIT, start]),
+            (false, false) => self.push([head, start, id]),
         }
         true
     }
@@ -652,16 +690,16 @@ impl Writing<'_> {
             self.start_chunk();
         }
         let writer = &mut *self.writer;
-        let Some(chunk) = &writer.chunk else {
-            unreachable!("dagger: a chunk was just started")
-        };
         let at = writer.len;
-        for (slot, &word) in chunk.words[at..at + N].iter().zip(&words) {
-            slot.store(word, Ordering::Relaxed);
+        for (i, word) in words.into_iter().enumerate() {
+            // SAFETY: `at + N` is within the chunk, which `writer.chunk` keeps alive, and
+            // `words` points to its words.
+            unsafe { (*writer.words.add(at + i)).store(word, Ordering::Relaxed) };
         }
         writer.len = at + N;
         // Memory ordering: Release publishes the words to readers (see `Shared::read`).
-        chunk.len.store(at + N, Ordering::Release);
+        // SAFETY: `published` points into the chunk, as above.
+        unsafe { (*writer.published).store(at + N, Ordering::Release) };
     }
 
     #[cold]
@@ -670,6 +708,8 @@ impl Writing<'_> {
         let chunk = Arc::new(Chunk::new());
         self.log.lock().chunks.push(chunk.clone());
         self.writer.len = 0;
+        self.writer.words = chunk.words.as_ptr();
+        self.writer.published = &chunk.len;
         self.writer.chunk = Some(chunk);
     }
 }
@@ -772,6 +812,41 @@ mod tests {
 
     fn spawned_info() -> TaskInfo {
         crate::spawn::info::<fn(u8)>(std::panic::Location::caller())
+    }
+
+    #[test]
+    fn a_chain_of_spawned_tasks_with_consecutive_ids_takes_one_word_each() {
+        let log = Log::default();
+        let words = |log: &Log| {
+            let shared = log.lock();
+            shared
+                .chunks
+                .iter()
+                .map(|c| c.len.load(Ordering::Acquire))
+                .sum::<usize>()
+                - shared.skip
+        };
+        let mut expected = Vec::new();
+        let mut write = |node: usize, start: u64| {
+            // SAFETY: one writer.
+            unsafe { log.writing() }.task(&end(node, start, 2, spawned(), 9));
+            expected.push((9, node, start, start + 2, false));
+        };
+        // The first entry of a context is whole (context 2 words, task 3); then one word
+        // each, until an id is out of order (2 words) or a start is not chained (2).
+        write(100, 10);
+        (101..110).for_each(|node| write(node, 12 + 2 * (node as u64 - 101)));
+        write(500, 30);
+        write(501, 40);
+        drop(write);
+        assert_eq!(words(&log), 2 + 3 + 9 + 2 + 2);
+        assert_eq!(entries(&log), expected);
+        // After a clear, the reader still knows the last id and end.
+        log.clear();
+        // SAFETY: one writer.
+        unsafe { log.writing() }.task(&end(502, 42, 2, spawned(), 9));
+        assert_eq!(words(&log), 1);
+        assert_eq!(entries(&log), [(9, 502, 42, 44, false)]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod log;
 mod slots;
 
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub(crate) use self::log::{Context, SpawnedTask};
@@ -191,6 +192,14 @@ impl Recorder {
         self.write(|mut log| log.spawned_task(context, task));
     }
 
+    /// The calling thread's log, for writing to it without looking it up each time;
+    /// `None` on a thread without a slot.
+    pub(crate) fn thread_log(&self) -> Option<ThreadLog> {
+        let slot = slots::current()?;
+        let log = self.inner.logs[slot].get_or_init(Box::default);
+        Some(ThreadLog(NonNull::from(&**log)))
+    }
+
     /// Records nodes of `graph` that finished on `worker` in run `run`.
     pub(crate) fn record_nodes(
         &self,
@@ -211,6 +220,24 @@ impl Recorder {
     #[inline(always)]
     pub(crate) fn record_task(&self, task: &TaskEnd<'_>) {
         self.write(|mut log| log.task(task));
+    }
+}
+
+/// One thread's log in a recorder (see [`Recorder::thread_log`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ThreadLog(NonNull<Log>);
+
+impl ThreadLog {
+    /// Records a spawned task that finished without an error or device notes.
+    ///
+    /// # Safety
+    /// The recorder is alive, this is the thread the log was taken on, and that thread
+    /// still has the slot it had then (it is not exiting).
+    #[inline(always)]
+    pub(crate) unsafe fn record_spawned(self, context: Context, task: SpawnedTask) {
+        // SAFETY: the recorder, and so the log, is alive; the slot makes this thread the
+        // log's only writer, and a `Writing` does not call back into observers.
+        unsafe { self.0.as_ref().writing() }.spawned_task(context, task);
     }
 }
 

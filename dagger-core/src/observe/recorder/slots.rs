@@ -30,8 +30,10 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // From now on this thread has no slot (other destructors may still record).
+        // From now on this thread has no slot (other destructors may still record), and
+        // no direct path to the log of its old one.
         CACHED.with(|cached| cached.set(NO_SLOT));
+        crate::observe::forget_cached_observers();
         if let Some(slot) = self.0 {
             // The mutex orders everything this thread wrote to its logs before the next
             // owner of the slot writes to them.

@@ -838,7 +838,6 @@ mod tests {
         (101..110).for_each(|node| write(node, 12 + 2 * (node as u64 - 101)));
         write(500, 30);
         write(501, 40);
-        drop(write);
         assert_eq!(words(&log), 2 + 3 + 9 + 2 + 2);
         assert_eq!(entries(&log), expected);
         // After a clear, the reader still knows the last id and end.

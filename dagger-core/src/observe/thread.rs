@@ -16,7 +16,6 @@
 //! compiles to plain loads and stores.
 
 use std::cell::{Cell, RefCell};
-use std::ptr::NonNull;
 use std::rc::Rc;
 
 use super::recorder::{Context, SpawnedTask, ThreadLog};
@@ -33,24 +32,41 @@ const ID_BLOCK: u64 = 1024;
 struct ThreadState {
     /// When the last observed task on this thread ended, while no idle time has passed.
     last_end: Cell<Option<Timestamp>>,
+    /// Whether a device backend noted anything about the running task: `device` and
+    /// `bytes_moved` hold notes of an earlier task until then.
+    noted: Cell<bool>,
     device: Cell<Option<(&'static str, u32)>>,
     bytes_moved: Cell<u64>,
     /// The next spawned-task id, and the end of this thread's block.
     ids: Cell<(u64, u64)>,
-    /// Set while `CACHED` holds one recorder alone.
-    direct: Cell<Option<Direct>>,
+    direct: Direct,
 }
 
-/// What a spawned task needs to be recorded straight into this thread's log.
-#[derive(Clone, Copy)]
+/// What a spawned task needs to be recorded straight into this thread's log; set while
+/// `CACHED` holds one recorder alone. Separate cells: a task reads the version first.
 struct Direct {
-    /// The version of the cached observers.
-    version: u64,
+    /// The version of the cached observers; 0 when unset.
+    version: Cell<u64>,
     /// The cached observers; `CACHED` holds a count while this is set.
-    observers: NonNull<Observers>,
-    log: ThreadLog,
+    observers: Cell<*const Observers>,
+    log: Cell<Option<ThreadLog>>,
     /// This thread in the pool of the runtime the observers are attached to.
-    worker: Worker,
+    worker: Cell<Worker>,
+}
+
+impl Direct {
+    fn set(&self, version: u64, observers: &Observers, log: ThreadLog, worker: Worker) {
+        self.observers.set(observers);
+        self.log.set(Some(log));
+        self.worker.set(worker);
+        self.version.set(version);
+    }
+
+    fn unset(&self) {
+        self.version.set(0);
+        self.observers.set(std::ptr::null());
+        self.log.set(None);
+    }
 }
 
 /// The observers of `set`, from this thread's cache if it has them; `None` (after one
@@ -69,7 +85,7 @@ fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
         }
         let (version, observers) = set.versioned_snapshot()?;
         let observers = Rc::new(observers);
-        with_state(|state| state.direct.set(None));
+        with_state(|state| state.direct.unset());
         let old = cached.0.replace(Some((version, observers.clone())));
         // Dropped outside the borrow: an observer's drop may observe this thread.
         drop(old);
@@ -83,7 +99,7 @@ struct Cache(RefCell<Option<(u64, Rc<Observers>)>>);
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        with_state(|state| state.direct.set(None));
+        with_state(|state| state.direct.unset());
     }
 }
 
@@ -92,8 +108,7 @@ impl ThreadState {
     /// time, if any.
     #[inline]
     fn task_starting(&self) -> Option<Timestamp> {
-        self.device.set(None);
-        self.bytes_moved.set(0);
+        self.noted.set(false);
         self.last_end.take()
     }
 
@@ -101,7 +116,20 @@ impl ThreadState {
     #[inline]
     fn task_ended(&self, end: Timestamp) -> DeviceNotes {
         self.last_end.set(Some(end));
-        (self.device.take(), self.bytes_moved.take())
+        match self.noted.take() {
+            true => (self.device.get(), self.bytes_moved.get()),
+            false => (None, 0),
+        }
+    }
+
+    /// A backend notes something about the running task: the first note of a task
+    /// forgets those of earlier tasks.
+    fn noting(&self) -> &Self {
+        if !self.noted.replace(true) {
+            self.device.set(None);
+            self.bytes_moved.set(0);
+        }
+        self
     }
 
     /// An id unique in the process, from this thread's block.
@@ -123,10 +151,16 @@ thread_local! {
     static STATE: ThreadState = const {
         ThreadState {
             last_end: Cell::new(None),
+            noted: Cell::new(false),
             device: Cell::new(None),
             bytes_moved: Cell::new(0),
             ids: Cell::new((0, 0)),
-            direct: Cell::new(None),
+            direct: Direct {
+                version: Cell::new(0),
+                observers: Cell::new(std::ptr::null()),
+                log: Cell::new(None),
+                worker: Cell::new(Worker::Caller),
+            },
         }
     };
 }
@@ -167,20 +201,23 @@ pub(crate) fn start_spawned(
         return None;
     }
     let direct = with_state(|state| {
-        let direct = state.direct.get().filter(|d| d.version == version)?;
-        // SAFETY: `CACHED` holds a count of the observers while `direct` is set, so the
-        // count is at least one while this one is added.
+        if state.direct.version.get() != version {
+            return None;
+        }
+        let observers = state.direct.observers.get();
+        // SAFETY: `CACHED` holds a count of the observers while the direct path is set,
+        // so the count is at least one while this one is added.
         let observers = unsafe {
-            Rc::increment_strong_count(direct.observers.as_ptr());
-            Rc::from_raw(direct.observers.as_ptr())
+            Rc::increment_strong_count(observers);
+            Rc::from_raw(observers)
         };
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
         Some(ObservedTask {
             observers,
-            log: Some(direct.log),
+            log: state.direct.log.get(),
             run,
             node: state.fresh_id() as usize,
-            worker: direct.worker,
+            worker: state.direct.worker.get(),
             time,
             info,
         })
@@ -208,12 +245,9 @@ fn start_spawned_looked_up(
             // Next time, straight to the log. The version is that of the cached list,
             // which `cached_observers` has just checked or filled.
             let version = CACHED.with(|c| c.0.borrow().as_ref().map(|(v, _)| *v));
-            state.direct.set(version.map(|version| Direct {
-                version,
-                observers: NonNull::from(&*observers),
-                log,
-                worker,
-            }));
+            if let Some(version) = version {
+                state.direct.set(version, &observers, log, worker);
+            }
         }
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
         (time, state.fresh_id())
@@ -238,9 +272,11 @@ fn start_spawned_looked_up(
 }
 
 impl ObservedTask {
-    /// Tells the observers that the task ended, with `error` if it failed.
-    #[inline]
-    pub(crate) fn finish(self, error: Option<&Error>) {
+    /// Tells the observers that the task ended, with `error` if it failed. By reference:
+    /// moving the task out of its `Option` copies it in wide loads just after it was
+    /// stored in narrow ones, which stalls when the task body was short.
+    #[inline(always)]
+    pub(crate) fn finish(&self, error: Option<&Error>) {
         let end = Timestamp::now();
         let (device, bytes_moved) = with_state(|state| state.task_ended(end));
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
@@ -274,7 +310,7 @@ impl ObservedTask {
 
     /// `finish` for a task that is not recorded straight into a log.
     #[inline(never)]
-    fn finish_looked_up(self, end: Timestamp, notes: DeviceNotes, error: Option<&Error>) {
+    fn finish_looked_up(&self, end: Timestamp, notes: DeviceNotes, error: Option<&Error>) {
         let (device, bytes_moved) = notes;
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
         if plain && self.observers.records_only() {
@@ -313,7 +349,7 @@ pub(crate) fn observers_for_run(
 
 /// Lets go of the observers this thread cached.
 pub(crate) fn forget_cached_observers() {
-    with_state(|state| state.direct.set(None));
+    with_state(|state| state.direct.unset());
     // `try_with`: a broadcast may reach a thread that is exiting.
     let cached = CACHED.try_with(|cached| cached.0.take());
     drop(cached);
@@ -363,11 +399,14 @@ pub(crate) fn forget_last_end() {
 /// For device backends: the task running on this thread queued its work on `device`'s
 /// stream `stream`. Observers see it in [`TaskEnd::device`].
 pub fn note_device(device: &'static str, stream: u32) {
-    with_state(|state| state.device.set(Some((device, stream))));
+    with_state(|state| state.noting().device.set(Some((device, stream))));
 }
 
 /// For device backends: the task running on this thread copies `bytes` between host and
 /// device. Observers see the total in [`TaskEnd::bytes_moved`].
 pub fn note_bytes_moved(bytes: u64) {
-    with_state(|state| state.bytes_moved.set(state.bytes_moved.get() + bytes));
+    with_state(|state| {
+        let moved = &state.noting().bytes_moved;
+        moved.set(moved.get() + bytes);
+    });
 }

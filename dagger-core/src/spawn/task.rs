@@ -665,7 +665,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 None
             }
         };
-        if let Some(observed) = observed {
+        if let Some(observed) = &observed {
             observed.finish(header.failure());
         }
         value

@@ -21,14 +21,14 @@
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::chunk::Chunk;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::super::{FinishedNode, RunInfo, Source, TaskEnd, Timestamp, Worker};
 use crate::graph::Graph;
 use crate::spawn::TaskInfo;
 
-/// 64 KiB chunks.
-const CHUNK_WORDS: usize = 8192;
 const KIND_SHIFT: u32 = 60;
 const NODE: u64 = 1;
 const SPAWNED: u64 = 2;
@@ -136,37 +136,6 @@ pub(super) enum RunEntry<'a> {
     },
 }
 
-struct Chunk {
-    /// Words written and published.
-    len: AtomicUsize,
-    words: Box<[AtomicU64]>,
-}
-
-/// Chunks of dropped logs, kept for new ones: fresh memory costs a page fault per 4 KiB
-/// (about 2 µs on a virtual machine), which is as much as recording 100 tasks.
-static SPARE_CHUNKS: Mutex<Vec<Box<[AtomicU64]>>> = Mutex::new(Vec::new());
-/// At most 32 MiB of spare chunks.
-const SPARE_CHUNKS_MAX: usize = 512;
-
-impl Chunk {
-    fn new() -> Chunk {
-        let spare = SPARE_CHUNKS.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        Chunk {
-            len: AtomicUsize::new(0),
-            words: spare.unwrap_or_else(|| (0..CHUNK_WORDS).map(|_| AtomicU64::new(0)).collect()),
-        }
-    }
-}
-
-impl Drop for Chunk {
-    fn drop(&mut self) {
-        let mut spare = SPARE_CHUNKS.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.len() < SPARE_CHUNKS_MAX {
-            spare.push(std::mem::take(&mut self.words));
-        }
-    }
-}
-
 /// What readers see, under the lock.
 #[derive(Default)]
 struct Shared {
@@ -211,7 +180,8 @@ impl Shared {
             // Memory ordering: Acquire pairs with the writer's Release: the words below
             // `len` are written.
             let len = chunk.len.load(Ordering::Acquire);
-            let word = |k: usize| chunk.words[k].load(Ordering::Relaxed);
+            let words = chunk.words();
+            let word = |k: usize| words[k].load(Ordering::Relaxed);
             let mut at = if i == 0 { self.skip } else { 0 };
             while at < len {
                 let head = word(at);
@@ -331,11 +301,11 @@ struct ReadState {
 /// The owner's side: where it writes, and what it has registered.
 struct Writer {
     chunk: Option<Arc<Chunk>>,
-    /// `chunk`'s words and published length, while there is a chunk.
+    /// `chunk`'s words, their number, and its published length, while there is a chunk.
     words: *const AtomicU64,
+    capacity: usize,
     published: *const AtomicUsize,
-    /// Words written to `chunk` (all of them while there is none, so that the first
-    /// entry starts one).
+    /// Words written to `chunk`.
     len: usize,
     /// The context of the task entries: run, graph address (0 for none), worker word;
     /// `NO_CONTEXT` before the first.
@@ -377,8 +347,9 @@ impl Default for Log {
             writer: UnsafeCell::new(Writer {
                 chunk: None,
                 words: std::ptr::null(),
+                capacity: 0,
                 published: std::ptr::null(),
-                len: CHUNK_WORDS,
+                len: 0,
                 context: NO_CONTEXT,
                 graph_numbered: false,
                 last_end: 0,
@@ -686,7 +657,7 @@ impl Writing<'_> {
     /// Appends one entry and publishes it.
     #[inline(always)]
     fn push<const N: usize>(&mut self, words: [u64; N]) {
-        if self.writer.len + N > CHUNK_WORDS {
+        if self.writer.len + N > self.writer.capacity {
             self.start_chunk();
         }
         let writer = &mut *self.writer;
@@ -705,10 +676,11 @@ impl Writing<'_> {
     #[cold]
     #[inline(never)]
     fn start_chunk(&mut self) {
-        let chunk = Arc::new(Chunk::new());
+        let chunk = Arc::new(Chunk::new(self.writer.chunk.is_none()));
         self.log.lock().chunks.push(chunk.clone());
         self.writer.len = 0;
-        self.writer.words = chunk.words.as_ptr();
+        self.writer.words = chunk.words().as_ptr();
+        self.writer.capacity = chunk.words().len();
         self.writer.published = &chunk.len;
         self.writer.chunk = Some(chunk);
     }

@@ -5,6 +5,7 @@
 //! spawned task.
 //! Entries become [`TaskRecord`]s only when a trace is taken.
 
+mod chunk;
 mod log;
 mod slots;
 

@@ -5,8 +5,9 @@
 //!   back to back, so that a task costs one clock read;
 //! - what a device backend noted about the running task;
 //! - a block of ids for spawned tasks;
-//! - while the cached observers are one recorder alone, this thread's log in it and the
-//!   thread's worker number, so that a spawned task is recorded with no look-up at all.
+//! - a view of the cache that a spawned task reads without borrowing it: the observers,
+//!   this thread's worker number, and, when the observers are one recorder alone, this
+//!   thread's log in it, so that the task is recorded with no look-up at all.
 //!
 //! The cache and the carried time are dropped whenever the thread stops running tasks
 //! (at the end of each [`stretch`]): a detached observer is not kept alive by an idle
@@ -39,25 +40,26 @@ struct ThreadState {
     bytes_moved: Cell<u64>,
     /// The next spawned-task id, and the end of this thread's block.
     ids: Cell<(u64, u64)>,
-    direct: Direct,
+    view: CacheView,
 }
 
-/// What a spawned task needs to be recorded straight into this thread's log; set while
-/// `CACHED` holds one recorder alone. Separate cells: a task reads the version first.
-struct Direct {
+/// What a spawned task needs of the cache, as plain cells: set while `CACHED` holds
+/// observers. Separate cells: a task reads the version first.
+struct CacheView {
     /// The version of the cached observers; 0 when unset.
     version: Cell<u64>,
     /// The cached observers; `CACHED` holds a count while this is set.
     observers: Cell<*const Observers>,
+    /// This thread's log in the cached recorder, when it is the only observer.
     log: Cell<Option<ThreadLog>>,
     /// This thread in the pool of the runtime the observers are attached to.
     worker: Cell<Worker>,
 }
 
-impl Direct {
-    fn set(&self, version: u64, observers: &Observers, log: ThreadLog, worker: Worker) {
+impl CacheView {
+    fn set(&self, version: u64, observers: &Observers, log: Option<ThreadLog>, worker: Worker) {
         self.observers.set(observers);
-        self.log.set(Some(log));
+        self.log.set(log);
         self.worker.set(worker);
         self.version.set(version);
     }
@@ -85,7 +87,7 @@ fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
         }
         let (version, observers) = set.versioned_snapshot()?;
         let observers = Rc::new(observers);
-        with_state(|state| state.direct.unset());
+        with_state(|state| state.view.unset());
         let old = cached.0.replace(Some((version, observers.clone())));
         // Dropped outside the borrow: an observer's drop may observe this thread.
         drop(old);
@@ -94,12 +96,12 @@ fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
 }
 
 /// The observers this thread caches, in a cell whose drop (at thread exit) also ends the
-/// direct path, which relies on it.
+/// view of it.
 struct Cache(RefCell<Option<(u64, Rc<Observers>)>>);
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        with_state(|state| state.direct.unset());
+        with_state(|state| state.view.unset());
     }
 }
 
@@ -155,7 +157,7 @@ thread_local! {
             device: Cell::new(None),
             bytes_moved: Cell::new(0),
             ids: Cell::new((0, 0)),
-            direct: Direct {
+            view: CacheView {
                 version: Cell::new(0),
                 observers: Cell::new(std::ptr::null()),
                 log: Cell::new(None),
@@ -200,13 +202,57 @@ pub(crate) fn start_spawned(
     if version == 0 {
         return None;
     }
-    let direct = with_state(|state| {
-        if state.direct.version.get() != version {
+    match with_state(|state| ObservedTask::from_view(state, version, run, info)) {
+        Some(task) => {
+            // A lone recorder (the task has its log) takes no starts.
+            if task.log.is_none() {
+                task.tell_start();
+            }
+            Some(task)
+        }
+        None => start_after_refill(set, run, info, worker()),
+    }
+}
+
+/// `start_spawned` when this thread's cache is stale or empty: refills it first.
+#[cold]
+#[inline(never)]
+fn start_after_refill(
+    set: &ObserverSet,
+    run: u64,
+    info: TaskInfo,
+    worker: Worker,
+) -> Option<ObservedTask> {
+    let version = refill(set, worker)?;
+    let task = with_state(|state| ObservedTask::from_view(state, version, run, info))?;
+    if task.log.is_none() {
+        task.tell_start();
+    }
+    Some(task)
+}
+
+/// Caches the observers of `set` for spawned tasks on this thread, with this thread's log
+/// when they are one recorder alone; their version, or `None` when none are attached.
+fn refill(set: &ObserverSet, worker: Worker) -> Option<u64> {
+    let observers = cached_observers(set)?;
+    let log = observers.lone_recorder().and_then(|r| r.thread_log());
+    // The version of the cached list, which `cached_observers` has just checked or filled.
+    let version = CACHED.with(|c| c.0.borrow().as_ref().map(|(v, _)| *v))?;
+    with_state(|state| state.view.set(version, &observers, log, worker));
+    Some(version)
+}
+
+impl ObservedTask {
+    /// A task starting now, observed by the observers of the view if they are those of
+    /// `version`.
+    #[inline(always)]
+    fn from_view(state: &ThreadState, version: u64, run: u64, info: TaskInfo) -> Option<Self> {
+        if state.view.version.get() != version {
             return None;
         }
-        let observers = state.direct.observers.get();
-        // SAFETY: `CACHED` holds a count of the observers while the direct path is set,
-        // so the count is at least one while this one is added.
+        let observers = state.view.observers.get();
+        // SAFETY: `CACHED` holds a count of the observers while the view is set, so the
+        // count is at least one while this one is added.
         let observers = unsafe {
             Rc::increment_strong_count(observers);
             Rc::from_raw(observers)
@@ -214,64 +260,27 @@ pub(crate) fn start_spawned(
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
         Some(ObservedTask {
             observers,
-            log: state.direct.log.get(),
+            log: state.view.log.get(),
             run,
             node: state.fresh_id() as usize,
-            worker: state.direct.worker.get(),
+            worker: state.view.worker.get(),
             time,
             info,
         })
-    });
-    match direct {
-        Some(task) => Some(task),
-        None => start_spawned_looked_up(set, run, info, worker()),
     }
-}
 
-/// `start_spawned` without the direct path: the observers from the cache (filled if it is
-/// stale), told of the start if they want to be.
-#[cold]
-#[inline(never)]
-fn start_spawned_looked_up(
-    set: &ObserverSet,
-    run: u64,
-    info: TaskInfo,
-    worker: Worker,
-) -> Option<ObservedTask> {
-    let observers = cached_observers(set)?;
-    let log = observers.lone_recorder().and_then(|r| r.thread_log());
-    let (time, node) = with_state(|state| {
-        if let Some(log) = log {
-            // Next time, straight to the log. The version is that of the cached list,
-            // which `cached_observers` has just checked or filled.
-            let version = CACHED.with(|c| c.0.borrow().as_ref().map(|(v, _)| *v));
-            if let Some(version) = version {
-                state.direct.set(version, &observers, log, worker);
-            }
-        }
-        let time = state.task_starting().unwrap_or_else(Timestamp::now);
-        (time, state.fresh_id())
-    });
-    let task = ObservedTask {
-        observers,
-        log,
-        run,
-        node: node as usize,
-        worker,
-        time,
-        info,
-    };
-    task.observers.task_started(|| TaskStart {
-        run,
-        node: task.node,
-        worker,
-        time,
-        source: Source::Spawned(info),
-    });
-    Some(task)
-}
+    /// Tells the observers that want task starts that this one started.
+    #[inline(never)]
+    fn tell_start(&self) {
+        self.observers.task_started(|| TaskStart {
+            run: self.run,
+            node: self.node,
+            worker: self.worker,
+            time: self.time,
+            source: Source::Spawned(self.info),
+        });
+    }
 
-impl ObservedTask {
     /// Tells the observers that the task ended, with `error` if it failed. By reference:
     /// moving the task out of its `Option` copies it in wide loads just after it was
     /// stored in narrow ones, which stalls when the task body was short.
@@ -349,7 +358,7 @@ pub(crate) fn observers_for_run(
 
 /// Lets go of the observers this thread cached.
 pub(crate) fn forget_cached_observers() {
-    with_state(|state| state.direct.unset());
+    with_state(|state| state.view.unset());
     // `try_with`: a broadcast may reach a thread that is exiting.
     let cached = CACHED.try_with(|cached| cached.0.take());
     drop(cached);

@@ -654,3 +654,90 @@ fn recording_on_many_threads_while_traces_are_taken_loses_nothing() {
         assert!(recorder.trace().runs().is_empty());
     });
 }
+
+#[test]
+fn observers_attached_and_detached_while_tasks_run_see_each_task_whole() {
+    /// Counts the starts and ends of spawned tasks it sees.
+    struct Pairs(Arc<(AtomicUsize, AtomicUsize)>);
+    impl Observer for Pairs {
+        fn task_started(&self, task: &TaskStart) {
+            if task.graph().is_none() {
+                self.0 .0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        fn task_finished(&self, task: &TaskEnd<'_>) {
+            if task.graph().is_none() {
+                self.0 .1.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    fn tree(depth: u32, i: u64) -> u64 {
+        if depth == 1 {
+            return i;
+        }
+        let left = spawn(move || tree(depth - 1, 2 * i));
+        let right = spawn(move || tree(depth - 1, 2 * i + 1));
+        left.fetch().unwrap() ^ right.fetch().unwrap()
+    }
+    watchdog(120, || {
+        let rt = runtime(4);
+        let recorder = Recorder::new();
+        let _recording = rt.observe(recorder.clone());
+        let depth = 13;
+        let expected = (1usize << depth) - 2;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let first = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let first_guard = rt.observe(Pairs(first.clone()));
+        let counted = std::thread::scope(|s| {
+            // Observers come and go while the trees run: the recorder's list changes
+            // from a lone recorder to a mixed one and back.
+            let toggler = s.spawn(|| {
+                let mut all = vec![first.clone()];
+                std::thread::sleep(Duration::from_millis(2));
+                drop(first_guard);
+                while !done.load(Ordering::SeqCst) {
+                    let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+                    let guard = rt.observe(Pairs(counts.clone()));
+                    std::thread::sleep(Duration::from_micros(300));
+                    drop(guard);
+                    std::thread::sleep(Duration::from_micros(300));
+                    all.push(counts);
+                }
+                all
+            });
+            for _ in 0..3 {
+                assert_eq!(rt.install(|| tree(depth, 1)), tree_xor(depth));
+            }
+            done.store(true, Ordering::SeqCst);
+            toggler.join().unwrap()
+        });
+        assert_eq!(
+            recorder.task_count(),
+            3 * expected,
+            "the recorder saw every task"
+        );
+        let mut starts = 0;
+        for counts in &counted {
+            let (started, ended) = (
+                counts.0.load(Ordering::SeqCst),
+                counts.1.load(Ordering::SeqCst),
+            );
+            assert_eq!(
+                started, ended,
+                "an observer sees the end of each task it saw start"
+            );
+            starts += started;
+        }
+        assert!(
+            starts > 0,
+            "the first observer was attached when the trees started"
+        );
+        assert!(starts <= 3 * expected * counted.len());
+    });
+}
+
+/// What `tree(depth, 1)` returns: the xor of its leaves' numbers.
+fn tree_xor(depth: u32) -> u64 {
+    let leaves = 1u64 << (depth - 1);
+    (leaves..2 * leaves).fold(0, |acc, i| acc ^ i)
+}

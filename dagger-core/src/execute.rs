@@ -7,7 +7,6 @@
 //! branch more than its closure.
 
 use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -15,8 +14,8 @@ use std::sync::Mutex;
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    carried_since, node_ended, node_starting, observers_for_run, FinishedNode, ObserverList,
-    RunInfo, Source, TaskEnd, TaskStart, Timestamp, Worker,
+    carried_since, node_ended, node_starting, observers_for_run, Context, ObserverList, RunInfo,
+    Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -77,46 +76,13 @@ enum ChainStart {
 }
 use ChainStart::{Forked, Started};
 
-/// Per chain of tasks on one worker: where it runs, when its last task ended, and the
-/// finished nodes not yet handed to recorders.
+/// Per chain of tasks on one worker: where it runs, when its last task ended, and this
+/// thread's log when a recorder is the only observer (nodes are written to it as they
+/// end, with no look-up).
 struct Clock {
     worker: Worker,
     last: Option<Timestamp>,
-    batch: Batch,
-}
-
-/// Finished nodes are handed to recorders this many at a time (and at the chain's end).
-const BATCH: usize = 16;
-
-/// Finished nodes waiting to be recorded together: one look-up of the thread's log for
-/// many tasks.
-struct Batch {
-    len: usize,
-    nodes: [MaybeUninit<FinishedNode>; BATCH],
-}
-
-impl Batch {
-    fn new() -> Batch {
-        Batch {
-            len: 0,
-            nodes: [const { MaybeUninit::uninit() }; BATCH],
-        }
-    }
-
-    /// Adds a node; true when the batch is full.
-    fn push(&mut self, node: FinishedNode) -> bool {
-        self.nodes[self.len].write(node);
-        self.len += 1;
-        self.len == BATCH
-    }
-
-    /// The nodes added since the last take.
-    fn take(&mut self) -> &[FinishedNode] {
-        let len = std::mem::take(&mut self.len);
-        // SAFETY: `push` wrote the first `len` elements (and `len` never exceeds BATCH);
-        // `MaybeUninit<T>` has the layout of `T`.
-        unsafe { std::slice::from_raw_parts(self.nodes.as_ptr().cast(), len) }
-    }
+    log: Option<ThreadLog>,
 }
 
 struct Run<'a> {
@@ -215,29 +181,19 @@ impl<'a> Run<'a> {
     where
         'a: 's,
     {
-        let mut clock = self.observed.as_ref().map(|_| Clock {
+        let mut clock = self.observed.as_ref().map(|observed| Clock {
             worker: Worker::in_pool(self.pool),
             last: match start {
                 Started(time) => time,
                 Forked(Some(forked)) => carried_since(forked),
                 Forked(None) => None,
             },
-            batch: Batch::new(),
+            log: observed
+                .observers
+                .lone_recorder()
+                .and_then(|recorder| recorder.thread_log()),
         });
         self.run_chain(scope, first, &mut clock);
-        if let (Some(observed), Some(clock)) = (&self.observed, &mut clock) {
-            self.record_batch(observed, clock);
-        }
-    }
-
-    fn record_batch(&self, observed: &Observed, clock: &mut Clock) {
-        let nodes = clock.batch.take();
-        if !nodes.is_empty() {
-            let run = observed.info.id;
-            observed
-                .observers
-                .record_nodes(run, self.graph, clock.worker, nodes);
-        }
     }
 
     fn run_chain<'s>(&'s self, scope: &rayon::Scope<'s>, first: usize, clock: &mut Option<Clock>)
@@ -294,23 +250,31 @@ impl<'a> Run<'a> {
         node: usize,
     ) -> Result<(), Error> {
         let start = clock.last.take().unwrap_or_else(Timestamp::now);
-        observed.observers.task_started(|| TaskStart {
-            run: observed.info.id,
-            node,
-            worker: clock.worker,
-            time: start,
-            source: Source::Graph(self.graph),
-        });
+        // A lone recorder (the chain has its log) takes no starts.
+        if clock.log.is_none() {
+            observed.observers.task_started(|| TaskStart {
+                run: observed.info.id,
+                node,
+                worker: clock.worker,
+                time: start,
+                source: Source::Graph(self.graph),
+            });
+        }
         node_starting();
         let result = self.call(node);
         let end = Timestamp::now();
         clock.last = Some(end);
         let (device, bytes_moved) = node_ended(end);
         let plain = result.is_ok() && device.is_none() && bytes_moved == 0;
-        if plain && observed.observers.records_only() {
-            if clock.batch.push(FinishedNode { node, start, end }) {
-                self.record_batch(observed, clock);
-            }
+        if let (true, Some(log)) = (plain, clock.log) {
+            let context = Context {
+                run: observed.info.id,
+                graph: Some(self.graph),
+                worker: clock.worker,
+            };
+            // SAFETY: the run holds the observers, and so the recorder; the chain runs on
+            // the thread the log was taken on, which is running it and so not exiting.
+            unsafe { log.record_node(context, node, start, end) };
             return result;
         }
         let ended = TaskEnd {

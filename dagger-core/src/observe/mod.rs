@@ -44,6 +44,7 @@ pub use env::flush_env_trace;
 #[cfg(feature = "progress")]
 pub use progress::Progress;
 pub use recorder::Recorder;
+pub(crate) use recorder::{Context, ThreadLog};
 pub use summary::{NameStats, Summary};
 pub(crate) use thread::{
     carried_since, forget_cached_observers, forget_last_end, node_ended, node_starting,
@@ -235,15 +236,6 @@ impl Attached {
     }
 }
 
-/// A node of a static graph that finished without an error or device notes, as the
-/// executor hands it to recorders in batches.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct FinishedNode {
-    pub(crate) node: usize,
-    pub(crate) start: Timestamp,
-    pub(crate) end: Timestamp,
-}
-
 /// The observers attached to a runtime when a run or task started.
 pub(crate) struct ObserverList {
     recorders: Box<[Recorder]>,
@@ -265,8 +257,8 @@ impl ObserverList {
         }
     }
 
-    /// Whether every observer is a recorder, which takes finished nodes in batches
-    /// ([`record_nodes`](Self::record_nodes)) instead of one `task_finished` each.
+    /// Whether every observer is a recorder, which takes spawned tasks without a
+    /// `TaskEnd` ([`record_spawned`](Self::record_spawned)).
     #[inline]
     pub(crate) fn records_only(&self) -> bool {
         self.others.is_empty()
@@ -286,20 +278,6 @@ impl ObserverList {
     pub(crate) fn record_spawned(&self, context: recorder::Context, task: recorder::SpawnedTask) {
         for recorder in self.recorders.iter() {
             recorder.record_spawned(context, task);
-        }
-    }
-
-    /// Records nodes of `graph` that ran on `worker` in run `run` (see
-    /// [`records_only`](Self::records_only)).
-    pub(crate) fn record_nodes(
-        &self,
-        run: u64,
-        graph: &'static Graph,
-        worker: Worker,
-        nodes: &[FinishedNode],
-    ) {
-        for recorder in self.recorders.iter() {
-            recorder.record_nodes(run, graph, worker, nodes);
         }
     }
 

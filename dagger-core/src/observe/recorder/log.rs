@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use super::chunk::Chunk;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::super::{FinishedNode, RunInfo, Source, TaskEnd, Timestamp, Worker};
+use super::super::{RunInfo, Source, TaskEnd, Timestamp, Worker};
 use crate::graph::Graph;
 use crate::spawn::TaskInfo;
 
@@ -470,17 +470,22 @@ impl Writing<'_> {
         }
     }
 
-    /// Appends nodes of `context`'s graph that finished without an error or device
-    /// notes.
-    pub(super) fn nodes(&mut self, context: Context, nodes: &[FinishedNode]) {
+    /// Appends node `node` of `context`'s graph, which finished without an error or
+    /// device notes.
+    #[inline(always)]
+    pub(super) fn node_task(
+        &mut self,
+        context: Context,
+        node: usize,
+        start: Timestamp,
+        end: Timestamp,
+    ) {
         let Some(graph) = context.graph else {
             unreachable!("dagger: nodes are recorded with their graph")
         };
         self.enter(context);
-        for &FinishedNode { node, start, end } in nodes {
-            if !self.node(node, start, end) {
-                self.rare_task(RareTask::plain(node, Source::Graph(graph), start, end));
-            }
+        if !self.node(node, start, end) {
+            self.rare_task(RareTask::plain(node, Source::Graph(graph), start, end));
         }
     }
 

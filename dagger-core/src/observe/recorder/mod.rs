@@ -201,22 +201,6 @@ impl Recorder {
         Some(ThreadLog(NonNull::from(&**log)))
     }
 
-    /// Records nodes of `graph` that finished on `worker` in run `run`.
-    pub(crate) fn record_nodes(
-        &self,
-        run: u64,
-        graph: &'static crate::graph::Graph,
-        worker: super::Worker,
-        nodes: &[super::FinishedNode],
-    ) {
-        let context = Context {
-            run,
-            graph: Some(graph),
-            worker,
-        };
-        self.write(|mut log| log.nodes(context, nodes));
-    }
-
     /// Records a finished task: what `task_finished` does, for the runtime's direct call.
     #[inline(always)]
     pub(crate) fn record_task(&self, task: &TaskEnd<'_>) {
@@ -239,6 +223,23 @@ impl ThreadLog {
         // SAFETY: the recorder, and so the log, is alive; the slot makes this thread the
         // log's only writer, and a `Writing` does not call back into observers.
         unsafe { self.0.as_ref().writing() }.spawned_task(context, task);
+    }
+
+    /// Records node `node` of `context`'s graph, which finished without an error or
+    /// device notes.
+    ///
+    /// # Safety
+    /// As for [`record_spawned`](Self::record_spawned).
+    #[inline(always)]
+    pub(crate) unsafe fn record_node(
+        self,
+        context: Context,
+        node: usize,
+        start: Timestamp,
+        end: Timestamp,
+    ) {
+        // SAFETY: as in `record_spawned`.
+        unsafe { self.0.as_ref().writing() }.node_task(context, node, start, end);
     }
 }
 

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    carried_since, node_ended, node_starting, observers_for_run, Context, ObserverList, RunInfo,
-    Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
+    carried_since, chain_view, node_ended, node_starting, observers_for_run, Context, ObserverList,
+    RunInfo, Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -64,6 +64,19 @@ pub fn new_counters<const N: usize>(graph: &Graph) -> [AtomicU32; N] {
 struct Observed<'a> {
     observers: &'a ObserverList,
     info: RunInfo,
+    /// The observers' version, for [`chain_view`].
+    version: u64,
+}
+
+impl Observed<'_> {
+    /// Where a chain starting on this thread runs, and this thread's log when a recorder
+    /// is the only observer: from the thread's view of its cache, or looked up.
+    fn chain_place(&self, pool: &rayon::ThreadPool) -> (Worker, Option<ThreadLog>) {
+        chain_view(self.version).unwrap_or_else(|| {
+            let log = self.observers.lone_recorder().and_then(|r| r.thread_log());
+            (Worker::in_pool(pool), log)
+        })
+    }
 }
 
 /// When a chain's first task starts.
@@ -115,11 +128,12 @@ pub fn execute(
     );
     let pool = runtime.pool();
     let on_worker = pool.current_thread_index().is_some();
-    let observers = observers_for_run(runtime.observers(), on_worker);
-    let observed = observers.as_ref().map(|(observers, id)| Observed {
-        observers,
+    let observers = observers_for_run(runtime.observers(), on_worker, || Worker::in_pool(pool));
+    let observed = observers.as_ref().map(|o| Observed {
+        observers: &o.observers,
+        version: o.version,
         info: RunInfo {
-            id: *id,
+            id: o.id,
             graph: Some(graph),
             tasks: nodes.len(),
             threads: pool.current_num_threads(),
@@ -127,8 +141,14 @@ pub fn execute(
             start: Timestamp::now(),
         },
     });
-    if let Some(o) = &observed {
-        o.observers.run_started(&o.info);
+    // The run starts and ends on this thread.
+    let log = observed.as_ref().and_then(|o| o.chain_place(pool).1);
+    match (&observed, log) {
+        // SAFETY: `observers` holds the recorder; this thread took the log, and is
+        // running a run, so it is not exiting.
+        (Some(o), Some(log)) => unsafe { log.record_run_start(&o.info) },
+        (Some(o), None) => o.observers.run_started(&o.info),
+        _ => {}
     }
     let run = Run {
         graph,
@@ -166,8 +186,11 @@ pub fn execute(
     let error = error
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(o) = &observed {
-        o.observers.run_finished(&o.info, error.as_ref());
+    match (&observed, log) {
+        // SAFETY: as at the start.
+        (Some(o), Some(log)) => unsafe { log.record_run_end(&o.info, error.as_ref()) },
+        (Some(o), None) => o.observers.run_finished(&o.info, error.as_ref()),
+        _ => {}
     }
     match error {
         Some(error) => Err(error),
@@ -181,17 +204,17 @@ impl<'a> Run<'a> {
     where
         'a: 's,
     {
-        let mut clock = self.observed.as_ref().map(|observed| Clock {
-            worker: Worker::in_pool(self.pool),
-            last: match start {
-                Started(time) => time,
-                Forked(Some(forked)) => carried_since(forked),
-                Forked(None) => None,
-            },
-            log: observed
-                .observers
-                .lone_recorder()
-                .and_then(|recorder| recorder.thread_log()),
+        let mut clock = self.observed.as_ref().map(|observed| {
+            let (worker, log) = observed.chain_place(self.pool);
+            Clock {
+                worker,
+                last: match start {
+                    Started(time) => time,
+                    Forked(Some(forked)) => carried_since(forked),
+                    Forked(None) => None,
+                },
+                log,
+            }
         });
         self.run_chain(scope, first, &mut clock);
     }

@@ -47,7 +47,7 @@ pub use recorder::Recorder;
 pub(crate) use recorder::{Context, ThreadLog};
 pub use summary::{NameStats, Summary};
 pub(crate) use thread::{
-    carried_since, forget_cached_observers, forget_last_end, node_ended, node_starting,
+    carried_since, chain_view, forget_cached_observers, forget_last_end, node_ended, node_starting,
     observers_for_run, start_spawned, stretch,
 };
 pub use thread::{note_bytes_moved, note_device};

@@ -64,6 +64,21 @@ impl CacheView {
         self.version.set(version);
     }
 
+    /// A count of the observers, if they are those of `version`.
+    #[inline(always)]
+    fn observers(&self, version: u64) -> Option<Rc<Observers>> {
+        if self.version.get() != version {
+            return None;
+        }
+        let observers = self.observers.get();
+        // SAFETY: `CACHED` holds a count of the observers while the view is set, so the
+        // count is at least one while this one is added.
+        Some(unsafe {
+            Rc::increment_strong_count(observers);
+            Rc::from_raw(observers)
+        })
+    }
+
     fn unset(&self) {
         self.version.set(0);
         self.observers.set(std::ptr::null());
@@ -247,16 +262,7 @@ impl ObservedTask {
     /// `version`.
     #[inline(always)]
     fn from_view(state: &ThreadState, version: u64, run: u64, info: TaskInfo) -> Option<Self> {
-        if state.view.version.get() != version {
-            return None;
-        }
-        let observers = state.view.observers.get();
-        // SAFETY: `CACHED` holds a count of the observers while the view is set, so the
-        // count is at least one while this one is added.
-        let observers = unsafe {
-            Rc::increment_strong_count(observers);
-            Rc::from_raw(observers)
-        };
+        let observers = state.view.observers(version)?;
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
         Some(ObservedTask {
             observers,
@@ -341,19 +347,59 @@ impl ObservedTask {
     }
 }
 
-/// The observers of `set` for a static run, and a fresh run id. A worker of the runtime
-/// (`on_worker`) takes them from its cache, which is let go when an observer is detached
-/// ([`forget_cached_observers`]) or the worker stops running tasks; another thread, whose
-/// cache nothing would clear, takes them under the set's lock.
+/// The observers of a static run, as [`observers_for_run`] hands them out.
+pub(crate) struct RunObservers {
+    pub(crate) observers: Rc<Observers>,
+    /// A fresh run id.
+    pub(crate) id: u64,
+    /// Their version, for [`chain_view`]; 0 when taken without the cache.
+    pub(crate) version: u64,
+}
+
+/// The observers of `set` for a static run. A worker of the runtime (`on_worker`, which is
+/// `worker` in its pool) takes them from its cache, which is let go when an observer is
+/// detached ([`forget_cached_observers`]) or the worker stops running tasks; another
+/// thread, whose cache nothing would clear, takes them under the set's lock.
 pub(crate) fn observers_for_run(
     set: &ObserverSet,
     on_worker: bool,
-) -> Option<(Rc<Observers>, u64)> {
-    let observers = match on_worker {
-        true => cached_observers(set)?,
-        false => Rc::new(set.snapshot()?),
-    };
-    Some((observers, with_state(ThreadState::fresh_id)))
+    worker: impl FnOnce() -> Worker,
+) -> Option<RunObservers> {
+    let id = || with_state(ThreadState::fresh_id);
+    if !on_worker {
+        let observers = Rc::new(set.snapshot()?);
+        let (id, version) = (id(), 0);
+        return Some(RunObservers {
+            observers,
+            id,
+            version,
+        });
+    }
+    let mut version = set.version();
+    if version == 0 {
+        return None;
+    }
+    let mut observers = with_state(|state| state.view.observers(version));
+    if observers.is_none() {
+        version = refill(set, worker())?;
+        observers = with_state(|state| state.view.observers(version));
+    }
+    Some(RunObservers {
+        observers: observers?,
+        id: id(),
+        version,
+    })
+}
+
+/// For a chain of a static run whose observers are of `version` (see [`RunObservers`]):
+/// this thread in the runtime's pool, and its log in a lone recorder, when this thread's
+/// view holds those observers.
+#[inline]
+pub(crate) fn chain_view(version: u64) -> Option<(Worker, Option<ThreadLog>)> {
+    with_state(|state| {
+        let view = &state.view;
+        (version != 0 && view.version.get() == version).then(|| (view.worker.get(), view.log.get()))
+    })
 }
 
 /// Lets go of the observers this thread cached.

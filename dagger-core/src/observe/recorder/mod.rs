@@ -225,6 +225,24 @@ impl ThreadLog {
         unsafe { self.0.as_ref().writing() }.spawned_task(context, task);
     }
 
+    /// Records a run's start.
+    ///
+    /// # Safety
+    /// As for [`record_spawned`](Self::record_spawned).
+    pub(crate) unsafe fn record_run_start(self, run: &RunInfo) {
+        // SAFETY: as in `record_spawned`.
+        unsafe { self.0.as_ref().writing() }.run_start(run);
+    }
+
+    /// Records a run's end, with its error if it failed.
+    ///
+    /// # Safety
+    /// As for [`record_spawned`](Self::record_spawned).
+    pub(crate) unsafe fn record_run_end(self, run: &RunInfo, error: Option<&Error>) {
+        // SAFETY: as in `record_spawned`.
+        unsafe { self.0.as_ref().writing() }.run_end(run, error.map(|e| e.to_string()));
+    }
+
     /// Records node `node` of `context`'s graph, which finished without an error or
     /// device notes.
     ///

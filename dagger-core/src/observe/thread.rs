@@ -192,16 +192,16 @@ fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
     f(unsafe { &*state })
 }
 
-/// A spawned task being observed: the observers it was started with, and its start.
+/// A spawned task being observed: the observers it was started with, and its start. Its
+/// run and spawn site are the caller's to give again at the end: the less the task holds,
+/// the less is copied around its body.
 pub(crate) struct ObservedTask {
     observers: Rc<Observers>,
     /// This thread's log in the lone recorder, when that is the only observer.
     log: Option<ThreadLog>,
-    run: u64,
     node: usize,
     worker: Worker,
     time: Timestamp,
-    info: TaskInfo,
 }
 
 /// Tells the observers of `set` that a spawned task of `info` starts, if any are
@@ -217,16 +217,15 @@ pub(crate) fn start_spawned(
     if version == 0 {
         return None;
     }
-    match with_state(|state| ObservedTask::from_view(state, version, run, info)) {
-        Some(task) => {
-            // A lone recorder (the task has its log) takes no starts.
-            if task.log.is_none() {
-                task.tell_start();
-            }
-            Some(task)
-        }
-        None => start_after_refill(set, run, info, worker()),
+    let task = with_state(|state| ObservedTask::from_view(state, version));
+    // Checked in place: a task taken out of its `Option` and wrapped again is copied.
+    match &task {
+        // A lone recorder (the task has its log) takes no starts.
+        Some(task) if task.log.is_none() => task.tell_start(run, info),
+        Some(_) => {}
+        None => return start_after_refill(set, run, info, worker()),
     }
+    task
 }
 
 /// `start_spawned` when this thread's cache is stale or empty: refills it first.
@@ -239,9 +238,9 @@ fn start_after_refill(
     worker: Worker,
 ) -> Option<ObservedTask> {
     let version = refill(set, worker)?;
-    let task = with_state(|state| ObservedTask::from_view(state, version, run, info))?;
+    let task = with_state(|state| ObservedTask::from_view(state, version))?;
     if task.log.is_none() {
-        task.tell_start();
+        task.tell_start(run, info);
     }
     Some(task)
 }
@@ -261,61 +260,61 @@ impl ObservedTask {
     /// A task starting now, observed by the observers of the view if they are those of
     /// `version`.
     #[inline(always)]
-    fn from_view(state: &ThreadState, version: u64, run: u64, info: TaskInfo) -> Option<Self> {
+    fn from_view(state: &ThreadState, version: u64) -> Option<Self> {
         let observers = state.view.observers(version)?;
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
         Some(ObservedTask {
             observers,
             log: state.view.log.get(),
-            run,
             node: state.fresh_id() as usize,
             worker: state.view.worker.get(),
             time,
-            info,
         })
     }
 
-    /// Tells the observers that want task starts that this one started.
+    /// Tells the observers that want task starts that this task of run `run`, spawned at
+    /// `info`, started.
     #[inline(never)]
-    fn tell_start(&self) {
+    fn tell_start(&self, run: u64, info: TaskInfo) {
         self.observers.task_started(|| TaskStart {
-            run: self.run,
+            run,
             node: self.node,
             worker: self.worker,
             time: self.time,
-            source: Source::Spawned(self.info),
+            source: Source::Spawned(info),
         });
     }
 
-    /// Tells the observers that the task ended, with `error` if it failed. By reference:
-    /// moving the task out of its `Option` copies it in wide loads just after it was
-    /// stored in narrow ones, which stalls when the task body was short.
+    /// Tells the observers that the task (of run `run`, spawned at `info`) ended, with
+    /// `error` if it failed. By reference: moving the task out of its `Option` copies it
+    /// in wide loads just after it was stored in narrow ones, which stalls when the task
+    /// body was short.
     #[inline(always)]
-    pub(crate) fn finish(&self, error: Option<&Error>) {
+    pub(crate) fn finish(&self, run: u64, info: TaskInfo, error: Option<&Error>) {
         let end = Timestamp::now();
         let (device, bytes_moved) = with_state(|state| state.task_ended(end));
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
         match self.log {
             Some(log) if plain => {
-                let (context, task) = self.entry(end);
+                let (context, task) = self.entry(run, info, end);
                 // SAFETY: `self.observers` keeps the recorder alive; the log was taken on
                 // this thread, which is running a task and so not exiting.
                 unsafe { log.record_spawned(context, task) }
             }
-            _ => self.finish_looked_up(end, (device, bytes_moved), error),
+            _ => self.finish_looked_up(run, info, end, (device, bytes_moved), error),
         }
     }
 
     /// The task as a recorder's entry, if it ended at `end`.
     #[inline(always)]
-    fn entry(&self, end: Timestamp) -> (Context, SpawnedTask) {
+    fn entry(&self, run: u64, info: TaskInfo, end: Timestamp) -> (Context, SpawnedTask) {
         let context = Context {
-            run: self.run,
+            run,
             graph: None,
             worker: self.worker,
         };
         let task = SpawnedTask {
-            info: self.info,
+            info,
             node: self.node,
             start: self.time,
             end,
@@ -325,15 +324,22 @@ impl ObservedTask {
 
     /// `finish` for a task that is not recorded straight into a log.
     #[inline(never)]
-    fn finish_looked_up(&self, end: Timestamp, notes: DeviceNotes, error: Option<&Error>) {
+    fn finish_looked_up(
+        &self,
+        run: u64,
+        info: TaskInfo,
+        end: Timestamp,
+        notes: DeviceNotes,
+        error: Option<&Error>,
+    ) {
         let (device, bytes_moved) = notes;
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
         if plain && self.observers.records_only() {
-            let (context, task) = self.entry(end);
+            let (context, task) = self.entry(run, info, end);
             return self.observers.record_spawned(context, task);
         }
         let end = TaskEnd {
-            run: self.run,
+            run,
             node: self.node,
             worker: self.worker,
             start: self.time,
@@ -341,7 +347,7 @@ impl ObservedTask {
             device,
             bytes_moved,
             error,
-            source: Source::Spawned(self.info),
+            source: Source::Spawned(info),
         };
         self.observers.task_finished(&end);
     }

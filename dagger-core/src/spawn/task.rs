@@ -666,7 +666,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
             }
         };
         if let Some(observed) = &observed {
-            observed.finish(header.failure());
+            observed.finish(shared.dynamic_run, info, header.failure());
         }
         value
     }

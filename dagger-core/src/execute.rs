@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    carried_since, chain_view, node_ended, node_starting, observers_for_run, Context, ObserverList,
-    RunInfo, Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
+    carried_since, chain_view, node_ended, node_starting, observers_for_run, Context, ContextKey,
+    ObserverList, RunInfo, Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -91,11 +91,11 @@ use ChainStart::{Forked, Started};
 
 /// Per chain of tasks on one worker: where it runs, when its last task ended, and this
 /// thread's log when a recorder is the only observer (nodes are written to it as they
-/// end, with no look-up).
+/// end, with no look-up), with the chain's context in it.
 struct Clock {
     worker: Worker,
     last: Option<Timestamp>,
-    log: Option<ThreadLog>,
+    log: Option<(ThreadLog, Context, ContextKey)>,
 }
 
 struct Run<'a> {
@@ -206,6 +206,11 @@ impl<'a> Run<'a> {
     {
         let mut clock = self.observed.as_ref().map(|observed| {
             let (worker, log) = observed.chain_place(self.pool);
+            let context = Context {
+                run: observed.info.id,
+                graph: Some(self.graph),
+                worker,
+            };
             Clock {
                 worker,
                 last: match start {
@@ -213,7 +218,7 @@ impl<'a> Run<'a> {
                     Forked(Some(forked)) => carried_since(forked),
                     Forked(None) => None,
                 },
-                log,
+                log: log.map(|log| (log, context, context.key())),
             }
         });
         self.run_chain(scope, first, &mut clock);
@@ -289,16 +294,11 @@ impl<'a> Run<'a> {
         clock.last = Some(end);
         let (device, bytes_moved) = node_ended(end);
         let plain = result.is_ok() && device.is_none() && bytes_moved == 0;
-        if let (true, Some(log)) = (plain, clock.log) {
-            let context = Context {
-                run: observed.info.id,
-                graph: Some(self.graph),
-                worker: clock.worker,
-            };
+        if let (true, Some((log, context, key))) = (plain, &clock.log) {
             // SAFETY: the run holds the observers, and so the recorder; the chain runs on
             // the thread the log was taken on, which is running it and so not exiting.
-            unsafe { log.record_node(context, node, start, end) };
-            return result;
+            unsafe { log.record_node(context, *key, node, start, end) };
+            return Ok(());
         }
         let ended = TaskEnd {
             run: observed.info.id,

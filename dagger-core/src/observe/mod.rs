@@ -44,7 +44,7 @@ pub use env::flush_env_trace;
 #[cfg(feature = "progress")]
 pub use progress::Progress;
 pub use recorder::Recorder;
-pub(crate) use recorder::{Context, ThreadLog};
+pub(crate) use recorder::{Context, ContextKey, ThreadLog};
 pub use summary::{NameStats, Summary};
 pub(crate) use thread::{
     carried_since, chain_view, forget_cached_observers, forget_last_end, node_ended, node_starting,

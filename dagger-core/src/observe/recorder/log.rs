@@ -60,6 +60,24 @@ pub(crate) struct Context {
     pub(crate) worker: Worker,
 }
 
+impl Context {
+    /// What identifies the context in a writer: run, graph address (0 for none), worker
+    /// word. Worked out once per chain of tasks rather than per task.
+    #[inline]
+    pub(crate) fn key(&self) -> ContextKey {
+        let worker = match self.worker {
+            Worker::Thread(n) => (n as u64).min(CALLER - 1),
+            Worker::Caller => CALLER,
+        };
+        let graph = self.graph.map_or(0, |g| std::ptr::from_ref(g) as u64);
+        ContextKey([self.run, graph, worker])
+    }
+}
+
+/// See [`Context::key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ContextKey([u64; 3]);
+
 /// A spawned task that finished without an error or device notes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SpawnedTask {
@@ -470,12 +488,13 @@ impl Writing<'_> {
         }
     }
 
-    /// Appends node `node` of `context`'s graph, which finished without an error or
-    /// device notes.
+    /// Appends node `node` of `context`'s graph (whose key is `key`), which finished
+    /// without an error or device notes.
     #[inline(always)]
     pub(super) fn node_task(
         &mut self,
-        context: Context,
+        context: &Context,
+        key: ContextKey,
         node: usize,
         start: Timestamp,
         end: Timestamp,
@@ -483,7 +502,7 @@ impl Writing<'_> {
         let Some(graph) = context.graph else {
             unreachable!("dagger: nodes are recorded with their graph")
         };
-        self.enter(context);
+        self.enter_keyed(context, key);
         if !self.node(node, start, end) {
             self.rare_task(RareTask::plain(node, Source::Graph(graph), start, end));
         }
@@ -492,12 +511,12 @@ impl Writing<'_> {
     /// Makes `context` the one of the task entries that follow.
     #[inline(always)]
     fn enter(&mut self, context: Context) {
-        let worker = match context.worker {
-            Worker::Thread(n) => (n as u64).min(CALLER - 1),
-            Worker::Caller => CALLER,
-        };
-        let graph = context.graph.map_or(0, |g| std::ptr::from_ref(g) as u64);
-        let key = [context.run, graph, worker];
+        self.enter_keyed(&context, context.key());
+    }
+
+    /// `enter` with the context's key worked out.
+    #[inline(always)]
+    fn enter_keyed(&mut self, context: &Context, ContextKey(key): ContextKey) {
         // Compared word by word: a whole-array compare loads the key in one piece, just
         // after it was stored in three, which stalls.
         let current = &self.writer.context;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub(crate) use self::log::{Context, SpawnedTask};
+pub(crate) use self::log::{Context, ContextKey, SpawnedTask};
 use self::log::{Log, RunEntry, TaskEntry, Writing};
 use super::trace::{RunRecord, TaskRecord, Trace};
 use super::{Observer, RunInfo, Source, TaskEnd, Timestamp};
@@ -243,21 +243,22 @@ impl ThreadLog {
         unsafe { self.0.as_ref().writing() }.run_end(run, error.map(|e| e.to_string()));
     }
 
-    /// Records node `node` of `context`'s graph, which finished without an error or
-    /// device notes.
+    /// Records node `node` of `context`'s graph (`key` is the context's key), which
+    /// finished without an error or device notes.
     ///
     /// # Safety
     /// As for [`record_spawned`](Self::record_spawned).
     #[inline(always)]
     pub(crate) unsafe fn record_node(
         self,
-        context: Context,
+        context: &Context,
+        key: ContextKey,
         node: usize,
         start: Timestamp,
         end: Timestamp,
     ) {
         // SAFETY: as in `record_spawned`.
-        unsafe { self.0.as_ref().writing() }.node_task(context, node, start, end);
+        unsafe { self.0.as_ref().writing() }.node_task(context, key, node, start, end);
     }
 }
 

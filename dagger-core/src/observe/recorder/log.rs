@@ -695,6 +695,7 @@ impl Writing<'_> {
         // Memory ordering: Release publishes the words to readers (see `Shared::read`).
         // SAFETY: `published` points into the chunk, as above.
         unsafe { (*writer.published).store(at + N, Ordering::Release) };
+        prefetch_for_writing(writer.words.wrapping_add(at + PREFETCH_AHEAD));
     }
 
     #[cold]
@@ -708,6 +709,25 @@ impl Writing<'_> {
         self.writer.published = &chunk.len;
         self.writer.chunk = Some(chunk);
     }
+}
+
+/// How far ahead of the writer its next words are fetched, in words (8 cache lines).
+const PREFETCH_AHEAD: usize = 64;
+
+/// Brings the cache line at `word` in for writing. A log line that is not in the cache
+/// when it is written waits in the store buffer, and the next atomic operation of the
+/// scheduler waits for it: about 15 ns per task in a nested spawn tree, without this.
+#[inline(always)]
+fn prefetch_for_writing(word: *const AtomicU64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads or writes nothing and never faults, even
+    // past the end of the chunk.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+        _mm_prefetch::<_MM_HINT_ET0>(word.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = word;
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    carried_since, chain_view, node_ended, node_starting, observers_for_run, Context, ContextKey,
-    ObserverList, RunInfo, Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
+    chain_view, observers_for_run, on_this_thread, ChainThread, Context, ContextKey, ObserverList,
+    RunInfo, Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -92,7 +92,8 @@ use ChainStart::{Forked, Started};
 /// Per chain of tasks on one worker: where it runs, when its last task ended, and this
 /// thread's log when a recorder is the only observer (nodes are written to it as they
 /// end, with no look-up), with the chain's context in it.
-struct Clock {
+struct Clock<'t> {
+    thread: ChainThread<'t>,
     worker: Worker,
     last: Option<Timestamp>,
     log: Option<(ThreadLog, Context, ContextKey)>,
@@ -204,24 +205,27 @@ impl<'a> Run<'a> {
     where
         'a: 's,
     {
-        let mut clock = self.observed.as_ref().map(|observed| {
-            let (worker, log) = observed.chain_place(self.pool);
-            let context = Context {
-                run: observed.info.id,
-                graph: Some(self.graph),
-                worker,
-            };
-            Clock {
-                worker,
-                last: match start {
-                    Started(time) => time,
-                    Forked(Some(forked)) => carried_since(forked),
-                    Forked(None) => None,
-                },
-                log: log.map(|log| (log, context, context.key())),
-            }
+        on_this_thread(|thread| {
+            let mut clock = self.observed.as_ref().map(|observed| {
+                let (worker, log) = observed.chain_place(self.pool);
+                let context = Context {
+                    run: observed.info.id,
+                    graph: Some(self.graph),
+                    worker,
+                };
+                Clock {
+                    thread,
+                    worker,
+                    last: match start {
+                        Started(time) => time,
+                        Forked(Some(forked)) => thread.carried_since(forked),
+                        Forked(None) => None,
+                    },
+                    log: log.map(|log| (log, context, context.key())),
+                }
+            });
+            self.run_chain(scope, first, &mut clock);
         });
-        self.run_chain(scope, first, &mut clock);
     }
 
     fn run_chain<'s>(&'s self, scope: &rayon::Scope<'s>, first: usize, clock: &mut Option<Clock>)
@@ -288,11 +292,11 @@ impl<'a> Run<'a> {
                 source: Source::Graph(self.graph),
             });
         }
-        node_starting();
+        clock.thread.node_starting();
         let result = self.call(node);
         let end = Timestamp::now();
         clock.last = Some(end);
-        let (device, bytes_moved) = node_ended(end);
+        let (device, bytes_moved) = clock.thread.node_ended(end);
         let plain = result.is_ok() && device.is_none() && bytes_moved == 0;
         if let (true, Some((log, context, key))) = (plain, &clock.log) {
             // SAFETY: the run holds the observers, and so the recorder; the chain runs on

@@ -47,8 +47,8 @@ pub use recorder::Recorder;
 pub(crate) use recorder::{Context, ContextKey, ThreadLog};
 pub use summary::{NameStats, Summary};
 pub(crate) use thread::{
-    carried_since, chain_view, forget_cached_observers, forget_last_end, node_ended, node_starting,
-    observers_for_run, start_spawned, stretch,
+    chain_view, forget_cached_observers, forget_last_end, observers_for_run, on_this_thread,
+    start_spawned, stretch, ChainThread,
 };
 pub use thread::{note_bytes_moved, note_device};
 pub use trace::{RunRecord, TaskRecord, Trace};

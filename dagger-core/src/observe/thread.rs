@@ -416,26 +416,40 @@ pub(crate) fn forget_cached_observers() {
     drop(cached);
 }
 
-/// A static graph's node starts: forget the notes and the carried time left by tasks
-/// this thread ran before (its executor keeps its own clock).
-pub(crate) fn node_starting() {
-    with_state(|state| {
-        state.task_starting();
-    });
+/// This thread's state, held by a chain of a static run while it runs on this thread, so
+/// that its nodes note their starts and ends without a thread-local look-up each.
+#[derive(Clone, Copy)]
+pub(crate) struct ChainThread<'a>(&'a ThreadState);
+
+/// Runs `chain` with this thread's state.
+#[inline]
+pub(crate) fn on_this_thread<R>(chain: impl FnOnce(ChainThread<'_>) -> R) -> R {
+    with_state(|state| chain(ChainThread(state)))
 }
 
-/// A static graph's node ended on this thread at `end`: `end` is carried to a chain
-/// that starts next, and the notes a device backend left are returned.
-pub(crate) fn node_ended(end: Timestamp) -> DeviceNotes {
-    with_state(|state| state.task_ended(end))
-}
+impl ChainThread<'_> {
+    /// A node starts: forget the notes and the carried time left by tasks this thread
+    /// ran before (the executor keeps its own clock).
+    #[inline]
+    pub(crate) fn node_starting(self) {
+        self.0.task_starting();
+    }
 
-/// When a chain of tasks forked at `forked` starts on this thread, if that is known
-/// without reading the clock: when this thread's last task ended, if it ended after the
-/// fork. The chain was then waiting in a queue while this thread worked, and a worker
-/// goes from one task to the next queued one without idling.
-pub(crate) fn carried_since(forked: Timestamp) -> Option<Timestamp> {
-    with_state(|state| state.last_end.get().filter(|&end| end >= forked))
+    /// A node ended at `end`: `end` is carried to a chain that starts next, and the
+    /// notes a device backend left are returned.
+    #[inline]
+    pub(crate) fn node_ended(self, end: Timestamp) -> DeviceNotes {
+        self.0.task_ended(end)
+    }
+
+    /// When a chain forked at `forked` starts, if that is known without reading the
+    /// clock: when this thread's last task ended, if it ended after the fork. The chain
+    /// was then waiting in a queue while this thread worked, and a worker goes from one
+    /// task to the next queued one without idling.
+    #[inline]
+    pub(crate) fn carried_since(self, forked: Timestamp) -> Option<Timestamp> {
+        self.0.last_end.get().filter(|&end| end >= forked)
+    }
 }
 
 /// Runs `tasks`, a stretch of tasks started from a rayon job (a pump, a batch): no time

@@ -1,8 +1,9 @@
 //! `Recorder`: an observer that keeps every event it sees, for export as a `Trace`.
 //!
 //! Recording is on the hot path of every task, so each thread appends to a log of its
-//! own, without a lock (see [`log`]): 8 to 16 bytes for a graph node, 16 to 24 for a
-//! spawned task.
+//! own, without a lock (see [`log`]): 8 to 16 bytes for a graph node, 8 to 24 for a
+//! spawned task. The runtime keeps a thread's log at hand ([`ThreadLog`]) while a
+//! recorder is the only observer, and writes to it directly.
 //! Entries become [`TaskRecord`]s only when a trace is taken.
 
 mod chunk;

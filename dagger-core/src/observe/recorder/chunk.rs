@@ -70,6 +70,7 @@ impl Chunk {
                 return Memory::Huge(block);
             }
         }
+        #[cfg(not(target_os = "linux"))]
         let _ = first;
         Memory::Small((0..SMALL_WORDS).map(|_| AtomicU64::new(0)).collect())
     }

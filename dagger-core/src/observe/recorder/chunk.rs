@@ -56,8 +56,10 @@ impl Chunk {
     fn spare(first: bool) -> Option<Memory> {
         let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
         let (chunks, bytes) = &mut *spare;
+        // Without huge pages every chunk is small.
+        let small_wanted = first || cfg!(not(target_os = "linux"));
         let small = |m: &Memory| matches!(m, Memory::Small(_));
-        let at = chunks.iter().rposition(|m| small(m) == first)?;
+        let at = chunks.iter().rposition(|m| small(m) == small_wanted)?;
         let memory = chunks.swap_remove(at);
         *bytes -= memory.bytes();
         Some(memory)

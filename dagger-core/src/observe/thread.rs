@@ -199,6 +199,7 @@ pub(crate) struct ObservedTask {
     observers: Rc<Observers>,
     /// This thread's log in the lone recorder, when that is the only observer.
     log: Option<ThreadLog>,
+    /// Its id, unique in the process; 0 while `log` is set (the log numbers the task).
     node: usize,
     worker: Worker,
     time: Timestamp,
@@ -263,10 +264,16 @@ impl ObservedTask {
     fn from_view(state: &ThreadState, version: u64) -> Option<Self> {
         let observers = state.view.observers(version)?;
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
+        let log = state.view.log.get();
         Some(ObservedTask {
             observers,
-            log: state.view.log.get(),
-            node: state.fresh_id() as usize,
+            log,
+            // A lone recorder numbers the task when it writes it (no one else sees it):
+            // the next id of its log, which its entry leaves out.
+            node: match log {
+                Some(_) => 0,
+                None => state.fresh_id() as usize,
+            },
             worker: state.view.worker.get(),
             time,
         })
@@ -296,7 +303,8 @@ impl ObservedTask {
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
         match self.log {
             Some(log) if plain => {
-                let (context, task) = self.entry(run, info, end);
+                // The log numbers the task itself (see `ObservedTask::from_view`).
+                let (context, task) = self.entry(run, info, end, None);
                 // SAFETY: `self.observers` keeps the recorder alive; the log was taken on
                 // this thread, which is running a task and so not exiting.
                 unsafe { log.record_spawned(context, task) }
@@ -307,7 +315,13 @@ impl ObservedTask {
 
     /// The task as a recorder's entry, if it ended at `end`.
     #[inline(always)]
-    fn entry(&self, run: u64, info: TaskInfo, end: Timestamp) -> (Context, SpawnedTask) {
+    fn entry(
+        &self,
+        run: u64,
+        info: TaskInfo,
+        end: Timestamp,
+        node: Option<usize>,
+    ) -> (Context, SpawnedTask) {
         let context = Context {
             run,
             graph: None,
@@ -315,7 +329,7 @@ impl ObservedTask {
         };
         let task = SpawnedTask {
             info,
-            node: self.node,
+            node,
             start: self.time,
             end,
         };
@@ -335,7 +349,7 @@ impl ObservedTask {
         let (device, bytes_moved) = notes;
         let plain = error.is_none() && device.is_none() && bytes_moved == 0;
         if plain && self.observers.records_only() {
-            let (context, task) = self.entry(run, info, end);
+            let (context, task) = self.entry(run, info, end, Some(self.node));
             return self.observers.record_spawned(context, task);
         }
         let end = TaskEnd {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use super::chunk::Chunk;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::super::{RunInfo, Source, TaskEnd, Timestamp, Worker};
+use super::super::{next_ids, RunInfo, Source, TaskEnd, Timestamp, Worker};
 use crate::graph::Graph;
 use crate::spawn::TaskInfo;
 
@@ -49,6 +49,8 @@ const INDEX_MASK: u64 = (1 << KIND_SHIFT) - 1;
 const FIELD_MASK: u64 = FIELD_MAX << FIELD_SHIFT;
 /// The worker word of the caller thread.
 const CALLER: u64 = LOW;
+/// Spawned-task ids a log takes from the process-wide counter at a time.
+const ID_BLOCK: u64 = 4096;
 /// Spawn sites a writer finds without a hash lookup.
 const SITE_CACHE: usize = 64;
 
@@ -82,7 +84,8 @@ pub(crate) struct ContextKey([u64; 3]);
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SpawnedTask {
     pub(crate) info: TaskInfo,
-    pub(crate) node: usize,
+    /// Its id; `None` to take the next one of the log's own (see `Writing::own_id`).
+    pub(crate) node: Option<usize>,
     pub(crate) start: Timestamp,
     pub(crate) end: Timestamp,
 }
@@ -332,6 +335,8 @@ struct Writer {
     last_end: u64,
     /// The id of the last spawned task.
     last_id: u64,
+    /// The next id of the log's own block, and the block's end.
+    ids: (u64, u64),
     /// Whether the context's graph has a number (its nodes fit in `NODE` entries).
     graph_numbered: bool,
     /// The last graph registered or found, by address, and its number.
@@ -372,6 +377,7 @@ impl Default for Log {
                 graph_numbered: false,
                 last_end: 0,
                 last_id: 0,
+                ids: (0, 0),
                 last_graph: (0, 0),
                 graphs: HashMap::new(),
                 site_cache: [(0, 0, 0); SITE_CACHE],
@@ -483,6 +489,7 @@ impl Writing<'_> {
             start,
             end,
         } = task;
+        let node = node.unwrap_or_else(|| self.own_id());
         if !self.spawned(info, node, start, end) {
             self.rare_task(RareTask::plain(node, Source::Spawned(info), start, end));
         }
@@ -587,6 +594,20 @@ impl Writing<'_> {
             (false, false) => self.push([head, start, id]),
         }
         true
+    }
+
+    /// A spawned-task id unique in the process, from this log's own block. A task that
+    /// only this log sees (a recorder alone) takes its id when it is written: the one
+    /// after the last, which its entry leaves out.
+    #[inline(always)]
+    fn own_id(&mut self) -> usize {
+        let (mut next, mut end) = self.writer.ids;
+        if next == end {
+            next = next_ids(ID_BLOCK);
+            end = next + ID_BLOCK;
+        }
+        self.writer.ids = (next + 1, end);
+        next as usize
     }
 
     #[cold]
@@ -862,6 +883,41 @@ mod tests {
         unsafe { log.writing() }.task(&end(502, 42, 2, spawned(), 9));
         assert_eq!(words(&log), 1);
         assert_eq!(entries(&log), [(9, 502, 42, 44, false)]);
+    }
+
+    #[test]
+    fn tasks_the_log_numbers_get_unique_ids_and_take_one_word_each() {
+        let log = Log::default();
+        let info = spawned_info();
+        let context = Context {
+            run: 4,
+            graph: None,
+            worker: Worker::Thread(1),
+        };
+        let tasks = 2 * ID_BLOCK as usize + 10;
+        for i in 0..tasks as u64 {
+            let task = SpawnedTask {
+                info,
+                node: None,
+                start: Timestamp::from_ticks(10 + i),
+                end: Timestamp::from_ticks(11 + i),
+            };
+            // SAFETY: one writer.
+            unsafe { log.writing() }.spawned_task(context, task);
+        }
+        let seen = entries(&log);
+        let ids: std::collections::HashSet<usize> = seen.iter().map(|e| e.1).collect();
+        assert_eq!(ids.len(), tasks, "unique ids");
+        assert!(seen.iter().enumerate().all(|(i, e)| e.2 == 10 + i as u64));
+        // Context (2 words), the first task (3), then one word each but for the first
+        // task of each new block of ids (2; other threads may take blocks in between).
+        let shared = log.lock();
+        let words: usize = shared
+            .chunks
+            .iter()
+            .map(|c| c.len.load(Ordering::Acquire))
+            .sum();
+        assert!(words <= 2 + 3 + (tasks - 1) + 2, "{words} words");
     }
 
     #[test]

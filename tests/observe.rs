@@ -593,14 +593,6 @@ fn a_detached_observer_is_let_go_by_every_worker() {
 
 #[test]
 fn recording_on_many_threads_while_traces_are_taken_loses_nothing() {
-    fn tree(depth: u32, i: u64) -> u64 {
-        if depth == 1 {
-            return i;
-        }
-        let left = spawn(move || tree(depth - 1, 2 * i));
-        let right = spawn(move || tree(depth - 1, 2 * i + 1));
-        left.fetch().unwrap() ^ right.fetch().unwrap()
-    }
     watchdog(120, || {
         let rt = runtime(4);
         let recorder = Recorder::new();
@@ -620,7 +612,7 @@ fn recording_on_many_threads_while_traces_are_taken_loses_nothing() {
                 }
             });
             for round in 0..3 {
-                rt.install(|| tree(depth, 1));
+                rt.install(|| spawn_tree(depth, 1));
                 // Static runs interleave with the spawned tasks in the same logs.
                 dag! { let a = add(round, 1); let b = add(a, 2); b }
                     .run_on(&rt)
@@ -671,14 +663,6 @@ fn observers_attached_and_detached_while_tasks_run_see_each_task_whole() {
             }
         }
     }
-    fn tree(depth: u32, i: u64) -> u64 {
-        if depth == 1 {
-            return i;
-        }
-        let left = spawn(move || tree(depth - 1, 2 * i));
-        let right = spawn(move || tree(depth - 1, 2 * i + 1));
-        left.fetch().unwrap() ^ right.fetch().unwrap()
-    }
     watchdog(120, || {
         let rt = runtime(4);
         let recorder = Recorder::new();
@@ -706,7 +690,7 @@ fn observers_attached_and_detached_while_tasks_run_see_each_task_whole() {
                 all
             });
             for _ in 0..3 {
-                assert_eq!(rt.install(|| tree(depth, 1)), tree_xor(depth));
+                assert_eq!(rt.install(|| spawn_tree(depth, 1)), tree_xor(depth));
             }
             done.store(true, Ordering::SeqCst);
             toggler.join().unwrap()
@@ -736,7 +720,18 @@ fn observers_attached_and_detached_while_tasks_run_see_each_task_whole() {
     });
 }
 
-/// What `tree(depth, 1)` returns: the xor of its leaves' numbers.
+/// A binary tree of nested spawns, `2^depth - 2` tasks below the caller; returns the
+/// xor of its leaves' numbers.
+fn spawn_tree(depth: u32, i: u64) -> u64 {
+    if depth == 1 {
+        return i;
+    }
+    let left = spawn(move || spawn_tree(depth - 1, 2 * i));
+    let right = spawn(move || spawn_tree(depth - 1, 2 * i + 1));
+    left.fetch().unwrap() ^ right.fetch().unwrap()
+}
+
+/// What `spawn_tree(depth, 1)` returns: the xor of its leaves' numbers.
 fn tree_xor(depth: u32) -> u64 {
     let leaves = 1u64 << (depth - 1);
     (leaves..2 * leaves).fold(0, |acc, i| acc ^ i)

@@ -86,10 +86,9 @@ impl CacheView {
     }
 }
 
-/// The observers of `set`, from this thread's cache if it has them; `None` (after one
-/// load) when none are attached.
-#[inline]
-fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
+/// The observers of `set` and their version, from this thread's cache if it has them;
+/// `None` (after one load) when none are attached.
+fn cached_observers(set: &ObserverSet) -> Option<(u64, Rc<Observers>)> {
     let version = set.version();
     if version == 0 {
         return None;
@@ -97,7 +96,7 @@ fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
     CACHED.with(|cached| {
         if let Some((v, observers)) = &*cached.0.borrow() {
             if *v == version {
-                return Some(observers.clone());
+                return Some((version, observers.clone()));
             }
         }
         let (version, observers) = set.versioned_snapshot()?;
@@ -106,7 +105,7 @@ fn cached_observers(set: &ObserverSet) -> Option<Rc<Observers>> {
         let old = cached.0.replace(Some((version, observers.clone())));
         // Dropped outside the borrow: an observer's drop may observe this thread.
         drop(old);
-        Some(observers)
+        Some((version, observers))
     })
 }
 
@@ -249,10 +248,8 @@ fn start_after_refill(
 /// Caches the observers of `set` for spawned tasks on this thread, with this thread's log
 /// when they are one recorder alone; their version, or `None` when none are attached.
 fn refill(set: &ObserverSet, worker: Worker) -> Option<u64> {
-    let observers = cached_observers(set)?;
+    let (version, observers) = cached_observers(set)?;
     let log = observers.lone_recorder().and_then(|r| r.thread_log());
-    // The version of the cached list, which `cached_observers` has just checked or filled.
-    let version = CACHED.with(|c| c.0.borrow().as_ref().map(|(v, _)| *v))?;
     with_state(|state| state.view.set(version, &observers, log, worker));
     Some(version)
 }

@@ -1,9 +1,11 @@
 //! What observation costs per task, with observation off, with a no-op observer attached,
-//! and with a `Recorder`, on 1 and 2 threads: a 10-node `dag!` run 100,000 times, a
-//! chain of 2^18 `spawn_with` tasks, and a binary tree of 2^18 - 2 nested spawns.
+//! and with a `Recorder`, on 1 and 2 threads, over the shapes of the scheduling bench: a
+//! 10-node `dag!` run 100,000 times, a chain of 2^18 `spawn_with` tasks, a binary tree of
+//! 2^18 - 2 nested spawns, a 512 x 512 wavefront, a fan-out/fan-in over 2^18 tasks, and
+//! fib(25) spawning one branch and computing the other inline.
 //!
-//! `cargo bench --bench observe_overhead` (`THREADS=1|2` and `dag`, `chain` or `tree` for
-//! one part)
+//! `cargo bench --bench observe_overhead` (`THREADS=1|2`, and `dag`, `chain`, `tree`,
+//! `wavefront`, `fan` or `fib` for one part)
 
 mod common;
 
@@ -58,6 +60,71 @@ fn tree(rt: &Runtime) -> u64 {
     (1 << TREE_DEPTH) - 2
 }
 
+const SIDE: u64 = 512;
+
+/// Each task joins the one to its left and the one above.
+fn wavefront(rt: &Runtime) -> u64 {
+    rt.install(|| {
+        let mut above: Vec<Handle<u64>> = Vec::new();
+        for r in 0..SIDE {
+            let mut row: Vec<Handle<u64>> = Vec::with_capacity(SIDE as usize);
+            for c in 0..SIDE as usize {
+                let i = r * SIDE + c as u64;
+                let task = match (c, r) {
+                    (0, 0) => spawn(move || black_box(i)),
+                    (0, _) => spawn_with(&above[0], move |t: &u64| black_box(t ^ i)),
+                    (_, 0) => spawn_with(&row[c - 1], move |l: &u64| black_box(l ^ i)),
+                    _ => spawn_with((&row[c - 1], &above[c]), move |l: &u64, t: &u64| {
+                        black_box(l ^ t ^ i)
+                    }),
+                };
+                row.push(task);
+            }
+            above = row;
+        }
+        black_box(above.pop().unwrap().fetch().unwrap());
+    });
+    SIDE * SIDE
+}
+
+const FAN: u64 = 1 << 18;
+
+/// One root, `FAN` tasks that take it, and one task that takes them all.
+fn fan(rt: &Runtime) -> u64 {
+    rt.install(|| {
+        let root = spawn(|| black_box(1u64));
+        let leaves: Vec<Handle<u64>> = (0..FAN)
+            .map(|i| spawn_with(&root, move |r: &u64| black_box(r ^ i)))
+            .collect();
+        let sink = spawn_with(leaves, |xs: Vec<u64>| xs.iter().fold(0, |a, x| a ^ x));
+        black_box(sink.fetch().unwrap());
+    });
+    FAN + 2
+}
+
+const FIB: u64 = 25;
+
+/// Each call spawns one branch and computes the other itself, as in the scheduling bench.
+fn fib_spawn(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let a = spawn(move || fib_spawn(n - 1));
+    let b = fib_spawn(n - 2);
+    a.fetch().unwrap() + b
+}
+
+fn fib(rt: &Runtime) -> u64 {
+    black_box(rt.install(|| fib_spawn(FIB)));
+    // Every call with n >= 2 spawns one task: one fewer than the calls with n < 2,
+    // which are fib(FIB + 1).
+    let (mut a, mut b) = (0u64, 1u64);
+    for _ in 0..=FIB {
+        (a, b) = (b, a + b);
+    }
+    a - 1
+}
+
 /// A key to pick it on the command line, its name, and how to run it once.
 type Workload = (&'static str, &'static str, fn(&Runtime) -> u64);
 
@@ -69,10 +136,13 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(7);
-    let workloads: [Workload; 3] = [
+    let workloads: [Workload; 6] = [
         ("dag", "dag! 10 nodes x 100k runs", runs),
         ("chain", "spawn_with chain 2^18", chain),
         ("tree", "spawn tree 2^18-2 tasks", tree),
+        ("wavefront", "wavefront 512x512", wavefront),
+        ("fan", "fan-out/fan-in 1->2^18->1", fan),
+        ("fib", "fibonacci fib(25) spawns", fib),
     ];
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let threads: Vec<usize> = match std::env::var("THREADS").ok().and_then(|t| t.parse().ok()) {

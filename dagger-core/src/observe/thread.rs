@@ -9,9 +9,12 @@
 //!   this thread's worker number, and, when the observers are one recorder alone, this
 //!   thread's log in it, so that the task is recorded with no look-up at all.
 //!
-//! The cache and the carried time are dropped whenever the thread stops running tasks
-//! (at the end of each [`stretch`]): a detached observer is not kept alive by an idle
-//! worker, and a gap spent idle is never counted as a task's time.
+//! The carried time is dropped whenever the thread stops running tasks (at the end of
+//! each [`stretch`]), so that a gap spent idle is never counted as a task's time. The
+//! cache is kept across stretches (a fan-out runs in stretches of a few tasks each) and
+//! let go when an observer is detached: the guard asks every worker to
+//! ([`forget_cached_observers`]), so an idle worker does not keep a detached observer
+//! alive.
 //!
 //! The cache has a destructor; everything else sits in a thread-local without one, which
 //! compiles to plain loads and stores.
@@ -375,8 +378,8 @@ pub(crate) struct RunObservers {
 
 /// The observers of `set` for a static run. A worker of the runtime (`on_worker`, which is
 /// `worker` in its pool) takes them from its cache, which is let go when an observer is
-/// detached ([`forget_cached_observers`]) or the worker stops running tasks; another
-/// thread, whose cache nothing would clear, takes them under the set's lock.
+/// detached ([`forget_cached_observers`]); another thread, whose cache nothing would
+/// clear, takes them under the set's lock.
 pub(crate) fn observers_for_run(
     set: &ObserverSet,
     on_worker: bool,
@@ -464,14 +467,12 @@ impl ChainThread<'_> {
 }
 
 /// Runs `tasks`, a stretch of tasks started from a rayon job (a pump, a batch): no time
-/// is carried into it, and none out of it. After it the thread stops running tasks for
-/// now, so it lets go of the cached observers too.
+/// is carried into it, and none out of it.
 #[inline]
 pub(crate) fn stretch<R>(tasks: impl FnOnce() -> R) -> R {
     forget_last_end();
     let result = tasks();
     forget_last_end();
-    forget_cached_observers();
     result
 }
 

@@ -578,6 +578,14 @@ fn a_detached_observer_is_let_go_by_every_worker() {
         for handle in &spawned {
             handle.wait().unwrap();
         }
+        // A fan-out runs its ready tasks in batches: workers keep the cache between them.
+        let root = rt.spawn(|| 1u64);
+        let fan: Vec<_> = (0..100u64)
+            .map(|x| rt.spawn_with(&root, move |r: &u64| r + x))
+            .collect();
+        for (x, handle) in fan.into_iter().enumerate() {
+            assert_eq!(handle.fetch().unwrap(), 1 + x as u64);
+        }
         assert!(!dropped.load(Ordering::SeqCst), "still attached");
         drop(guard);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -11,7 +11,7 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{contender, measure, report, ten_node_dag};
+use common::{contender, fib_spawn, fibonacci_number, measure, report, ten_node_dag};
 use dagger::observe::{Observer, Recorder};
 use dagger::prelude::*;
 
@@ -105,24 +105,9 @@ fn fan(rt: &Runtime) -> u64 {
 const FIB: u64 = 25;
 
 /// Each call spawns one branch and computes the other itself, as in the scheduling bench.
-fn fib_spawn(n: u64) -> u64 {
-    if n < 2 {
-        return n;
-    }
-    let a = spawn(move || fib_spawn(n - 1));
-    let b = fib_spawn(n - 2);
-    a.fetch().unwrap() + b
-}
-
 fn fib(rt: &Runtime) -> u64 {
     black_box(rt.install(|| fib_spawn(FIB)));
-    // Every call with n >= 2 spawns one task: one fewer than the calls with n < 2,
-    // which are fib(FIB + 1).
-    let (mut a, mut b) = (0u64, 1u64);
-    for _ in 0..=FIB {
-        (a, b) = (b, a + b);
-    }
-    a - 1
+    fibonacci_number(FIB + 1) - 1
 }
 
 /// A key to pick it on the command line, its name, and how to run it once.

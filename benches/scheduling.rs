@@ -12,7 +12,10 @@ mod common;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{contender, measure, report, run_csr, ten_node_dag, Contender, Csr, TEN_NODE_EDGES};
+use common::{
+    contender, fib_spawn, fibonacci_number, measure, report, run_csr, ten_node_dag, Contender, Csr,
+    TEN_NODE_EDGES,
+};
 use dagger::prelude::*;
 use rayon::ThreadPool;
 
@@ -222,22 +225,6 @@ fn tree(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
 
 fn fibonacci(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
     let n = ((30.0 + scale().log2() * 0.7) as u64).clamp(10, 30);
-    fn calls(n: u64) -> u64 {
-        // fib calls in the recursion tree: 2 fib(n+1) - 1
-        let (mut a, mut b) = (0u64, 1u64);
-        for _ in 0..=n {
-            (a, b) = (b, a + b);
-        }
-        2 * a - 1
-    }
-    fn fib_spawn(n: u64) -> u64 {
-        if n < 2 {
-            return n;
-        }
-        let a = spawn(move || fib_spawn(n - 1));
-        let b = fib_spawn(n - 2);
-        a.fetch().unwrap() + b
-    }
     fn fib_join(n: u64) -> u64 {
         if n < 2 {
             return n;
@@ -253,7 +240,7 @@ fn fibonacci(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
         s.spawn(move |s| fib_scope(s, n - 1, acc));
         fib_scope(s, n - 2, acc);
     }
-    let count = calls(n);
+    let count = 2 * fibonacci_number(n + 1) - 1;
     bench(
         &format!("fibonacci fib({n})"),
         threads,

@@ -205,3 +205,23 @@ pub fn ten_node_dag(rt: &Runtime, x: u64) -> u64 {
     .run_on(rt)
     .expect("graph")
 }
+
+/// fib(n), spawning the n - 1 branch as a task and computing the n - 2 branch itself.
+pub fn fib_spawn(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let a = spawn(move || fib_spawn(n - 1));
+    let b = fib_spawn(n - 2);
+    a.fetch().unwrap() + b
+}
+
+/// The n-th Fibonacci number, by iteration: the recursive versions make 2 fib(n + 1) - 1
+/// calls, and `fib_spawn` spawns fib(n + 1) - 1 tasks.
+pub fn fibonacci_number(n: u64) -> u64 {
+    let (mut a, mut b) = (0u64, 1u64);
+    for _ in 0..n {
+        (a, b) = (b, a + b);
+    }
+    a
+}

@@ -11,7 +11,10 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{contender, fib_spawn, fibonacci_number, measure, report, ten_node_dag};
+use common::{
+    contender, fib_spawn, fibonacci_number, measure, report, spawn_fan, spawn_wavefront,
+    ten_node_dag,
+};
 use dagger::observe::{Observer, Recorder};
 use dagger::prelude::*;
 
@@ -60,45 +63,19 @@ fn tree(rt: &Runtime) -> u64 {
     (1 << TREE_DEPTH) - 2
 }
 
-const SIDE: u64 = 512;
+const SIDE: usize = 512;
 
 /// Each task joins the one to its left and the one above.
 fn wavefront(rt: &Runtime) -> u64 {
-    rt.install(|| {
-        let mut above: Vec<Handle<u64>> = Vec::new();
-        for r in 0..SIDE {
-            let mut row: Vec<Handle<u64>> = Vec::with_capacity(SIDE as usize);
-            for c in 0..SIDE as usize {
-                let i = r * SIDE + c as u64;
-                let task = match (c, r) {
-                    (0, 0) => spawn(move || black_box(i)),
-                    (0, _) => spawn_with(&above[0], move |t: &u64| black_box(t ^ i)),
-                    (_, 0) => spawn_with(&row[c - 1], move |l: &u64| black_box(l ^ i)),
-                    _ => spawn_with((&row[c - 1], &above[c]), move |l: &u64, t: &u64| {
-                        black_box(l ^ t ^ i)
-                    }),
-                };
-                row.push(task);
-            }
-            above = row;
-        }
-        black_box(above.pop().unwrap().fetch().unwrap());
-    });
-    SIDE * SIDE
+    black_box(rt.install(|| spawn_wavefront(SIDE)));
+    (SIDE * SIDE) as u64
 }
 
 const FAN: u64 = 1 << 18;
 
 /// One root, `FAN` tasks that take it, and one task that takes them all.
 fn fan(rt: &Runtime) -> u64 {
-    rt.install(|| {
-        let root = spawn(|| black_box(1u64));
-        let leaves: Vec<Handle<u64>> = (0..FAN)
-            .map(|i| spawn_with(&root, move |r: &u64| black_box(r ^ i)))
-            .collect();
-        let sink = spawn_with(leaves, |xs: Vec<u64>| xs.iter().fold(0, |a, x| a ^ x));
-        black_box(sink.fetch().unwrap());
-    });
+    black_box(rt.install(|| spawn_fan(FAN)));
     FAN + 2
 }
 

@@ -13,16 +13,11 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{
-    contender, fib_spawn, fibonacci_number, measure, report, run_csr, ten_node_dag, Contender, Csr,
-    TEN_NODE_EDGES,
+    contender, fib_spawn, fibonacci_number, measure, report, run_csr, spawn_fan, spawn_wavefront,
+    ten_node_dag, work, Contender, Csr, TEN_NODE_EDGES,
 };
 use dagger::prelude::*;
 use rayon::ThreadPool;
-
-#[inline(always)]
-fn work(x: u64) -> u64 {
-    black_box(x.wrapping_mul(31).wrapping_add(7))
-}
 
 /// The floor (with `continuation`) or bare scope spawns (without) over `g`.
 fn run_graph(pool: &ThreadPool, g: &Csr, continuation: bool) -> u64 {
@@ -104,28 +99,7 @@ fn wavefront(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
             contender("floor (rayon, continuation)", || run_graph(pool, &g, true)),
             contender("rayon::scope spawn", || run_graph(pool, &g, false)),
             contender("dagger spawn_with", || {
-                rt.install(|| {
-                    let mut above: Vec<Handle<u64>> = Vec::new();
-                    for r in 0..side {
-                        let mut row: Vec<Handle<u64>> = Vec::with_capacity(side);
-                        for c in 0..side {
-                            let i = (r * side + c) as u64;
-                            let h = match (c, r) {
-                                (0, 0) => spawn(move || work(i)),
-                                (0, _) => spawn_with(&above[0], move |t: &u64| work(t ^ i)),
-                                (_, 0) => spawn_with(&row[c - 1], move |l: &u64| work(l ^ i)),
-                                _ => {
-                                    spawn_with((&row[c - 1], &above[c]), move |l: &u64, t: &u64| {
-                                        work(l ^ t ^ i)
-                                    })
-                                }
-                            };
-                            row.push(h);
-                        }
-                        above = row;
-                    }
-                    black_box(above.pop().unwrap().fetch().unwrap());
-                });
+                black_box(rt.install(|| spawn_wavefront(side)));
                 n as u64
             }),
         ],
@@ -160,15 +134,7 @@ fn fan(threads: usize, rounds: usize, rt: &Runtime, pool: &ThreadPool) {
                 total as u64
             }),
             contender("dagger spawn_with", || {
-                rt.install(|| {
-                    let root = spawn(|| work(0));
-                    let leaves: Vec<Handle<u64>> = (0..n as u64)
-                        .map(|i| spawn_with(&root, move |r: &u64| work(r ^ i)))
-                        .collect();
-                    let sink =
-                        spawn_with(leaves, |xs: Vec<u64>| work(xs.iter().fold(0, |a, x| a ^ x)));
-                    black_box(sink.fetch().unwrap());
-                });
+                black_box(rt.install(|| spawn_fan(n as u64)));
                 total as u64
             }),
         ],
@@ -312,14 +278,7 @@ fn fan_memory(rt: &Runtime) {
         return;
     };
     let before = read_peak().unwrap_or(0.0);
-    rt.install(|| {
-        let root = spawn(|| work(0));
-        let leaves: Vec<Handle<u64>> = (0..n as u64)
-            .map(|i| spawn_with(&root, move |r: &u64| work(r ^ i)))
-            .collect();
-        let sink = spawn_with(leaves, |xs: Vec<u64>| xs.len());
-        black_box(sink.fetch().unwrap());
-    });
+    black_box(rt.install(|| spawn_fan(n as u64)));
     let after = read_peak().unwrap_or(0.0);
     println!(
         "fan-out 1->{n}->1 peak memory: {:.1} MiB above the {before:.1} MiB before ({:.0} bytes per task)",

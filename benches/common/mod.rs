@@ -225,3 +225,43 @@ pub fn fibonacci_number(n: u64) -> u64 {
     }
     a
 }
+
+/// A task body that does almost nothing, without being optimized away.
+#[inline(always)]
+pub fn work(x: u64) -> u64 {
+    black_box(x.wrapping_mul(31).wrapping_add(7))
+}
+
+/// Spawns a `side` x `side` wavefront, each task joining the one to its left and the one
+/// above, and returns the last task's value.
+pub fn spawn_wavefront(side: usize) -> u64 {
+    let mut above: Vec<Handle<u64>> = Vec::new();
+    for r in 0..side {
+        let mut row: Vec<Handle<u64>> = Vec::with_capacity(side);
+        for c in 0..side {
+            let i = (r * side + c) as u64;
+            let task = match (c, r) {
+                (0, 0) => spawn(move || work(i)),
+                (0, _) => spawn_with(&above[0], move |t: &u64| work(t ^ i)),
+                (_, 0) => spawn_with(&row[c - 1], move |l: &u64| work(l ^ i)),
+                _ => spawn_with((&row[c - 1], &above[c]), move |l: &u64, t: &u64| {
+                    work(l ^ t ^ i)
+                }),
+            };
+            row.push(task);
+        }
+        above = row;
+    }
+    above.pop().unwrap().fetch().unwrap()
+}
+
+/// Spawns one root, `n` tasks that take it and one task that takes them all, and returns
+/// the last one's value.
+pub fn spawn_fan(n: u64) -> u64 {
+    let root = spawn(|| work(0));
+    let leaves: Vec<Handle<u64>> = (0..n)
+        .map(|i| spawn_with(&root, move |r: &u64| work(r ^ i)))
+        .collect();
+    let sink = spawn_with(leaves, |xs: Vec<u64>| work(xs.iter().fold(0, |a, x| a ^ x)));
+    sink.fetch().unwrap()
+}

@@ -21,11 +21,10 @@
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use super::chunk::Chunk;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::super::{next_ids, RunInfo, Source, TaskEnd, Timestamp, Worker};
+use super::chunk::Chunk;
 use crate::graph::Graph;
 use crate::spawn::TaskInfo;
 
@@ -851,18 +850,20 @@ mod tests {
         crate::spawn::info::<fn(u8)>(std::panic::Location::caller())
     }
 
+    /// The words a log holds since its last `clear`.
+    fn words(log: &Log) -> usize {
+        let shared = log.lock();
+        let written: usize = shared
+            .chunks
+            .iter()
+            .map(|c| c.len.load(Ordering::Acquire))
+            .sum();
+        written - shared.skip
+    }
+
     #[test]
     fn a_chain_of_spawned_tasks_with_consecutive_ids_takes_one_word_each() {
         let log = Log::default();
-        let words = |log: &Log| {
-            let shared = log.lock();
-            shared
-                .chunks
-                .iter()
-                .map(|c| c.len.load(Ordering::Acquire))
-                .sum::<usize>()
-                - shared.skip
-        };
         let mut expected = Vec::new();
         let mut write = |node: usize, start: u64| {
             // SAFETY: one writer.
@@ -911,12 +912,7 @@ mod tests {
         assert!(seen.iter().enumerate().all(|(i, e)| e.2 == 10 + i as u64));
         // Context (2 words), the first task (3), then one word each but for the first
         // task of each new block of ids (2; other threads may take blocks in between).
-        let shared = log.lock();
-        let words: usize = shared
-            .chunks
-            .iter()
-            .map(|c| c.len.load(Ordering::Acquire))
-            .sum();
+        let words = words(&log);
         assert!(words <= 2 + 3 + (tasks - 1) + 2, "{words} words");
     }
 

@@ -120,10 +120,11 @@ fn assignments_are_write_after_write_and_glue_is_marked() {
             (1, 2, "n", Hazard::ReadAfterWrite)
         ]
     );
-    // `n` is `mut`, so the glue `n + 1` takes it exclusively; it is also its last use.
+    // `n = 5;` alone gives `n` a new value; `n + 1` is its last use, so it takes it.
+    assert_eq!(accesses(&graph.nodes()[1]), [("n", AccessMode::Define)]);
     assert_eq!(
         accesses(&graph.nodes()[2]),
-        [("m", AccessMode::Define), ("n", AccessMode::Write)]
+        [("m", AccessMode::Define), ("n", AccessMode::Move)]
     );
     assert_eq!(g.run().unwrap(), 6);
 }

@@ -35,7 +35,10 @@ pub use task::{find_task, registry, Location, Param, Task, TaskMeta};
 pub mod __macro_support {
     pub use crate::dag::{node_result, NodeResult};
     pub use crate::execute::{execute, new_counters, NodeCell, RunNode};
-    pub use crate::slot::{copy_binding, CopyBinding, Slot, SlotMut, SlotRef};
+    pub use crate::slot::{
+        copy_binding, CopyBinding, Exclusive, ReadGuard, SendBinding, Shared, Slot, SyncBinding,
+        WriteGuard,
+    };
     pub use crate::task::RegisteredTask;
     pub use inventory;
 }

@@ -1,32 +1,60 @@
 //! Resolves bindings, decides how each statement reaches each binding, reports misuse,
 //! rewrites the statements and derives the edges (read-after-write, write-after-read,
 //! write-after-write) that give the graph the block's sequential semantics.
+//!
+//! A statement's reach of a binding (see [`Reach`]):
+//! - `x = value;` alone overwrites it;
+//! - the last use of a value (no later statement uses it before it is overwritten, and
+//!   the tail does not) takes it, unless the statement only borrows it (`&x`, `&mut x`,
+//!   `x[i]`), so that `v.into_iter()`, `opt.unwrap()` and moves inside branches work;
+//! - a binding named inside a macro is lent to the node (moved in and back), so the
+//!   macro sees the binding itself;
+//! - otherwise the node holds a reference: `&mut` for `&mut x`, assignments and any use
+//!   of a `mut` binding, `&` for the rest.
+//!
+//! Variables from outside the block that two statements use, one of them by value or
+//! mutably, are held in slots too (see [`Origin`]) and ordered like the block's own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use proc_macro2::Ident;
-use syn::visit_mut::VisitMut;
+use proc_macro2::{Ident, Span};
 use syn::{Expr, Stmt};
 
 use super::parse::{Parsed, Statement};
-use super::uses::{Reach, Use, UseKind, UseVisitor};
+use super::uses::{Reach, Target, Use, UseKind, UseVisitor};
 use crate::diag::{line_column, Errors};
+
+/// Where a binding's value comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A `let` of the block.
+    Block,
+    /// An outer variable moved into the graph (a statement uses it by value).
+    OuterOwned,
+    /// An outer variable the graph holds `&mut` to (a statement writes it).
+    OuterRef,
+}
 
 pub(super) struct Binding {
     pub(super) ident: Ident,
     pub(super) mutable: bool,
     /// The type written in `let x: T`, if any.
     pub(super) ty: Option<syn::Type>,
+    pub(super) origin: Origin,
+    /// Two nodes may read it at the same time (its value must be `Sync`).
+    pub(super) shared: bool,
 }
 
 pub(super) struct Node {
     pub(super) statement: Statement,
     /// The bindings the statement defines.
     pub(super) defines: Vec<usize>,
-    /// How the statement reaches each binding it uses, in order of first use.
-    pub(super) reach: Vec<(usize, Reach)>,
-    /// Bindings the statement only assigns to (`x = ...`): it does not read their value.
-    pub(super) overwrites: Vec<usize>,
+    /// How the statement reaches each binding it uses, in order of first use, with the
+    /// span of that first use.
+    pub(super) reach: Vec<(usize, Reach, Span)>,
+    /// For each lent binding, where it is used next (a value moved by the statement and
+    /// so not put back is reported there, as Rust reports a use after move).
+    pub(super) next_use: HashMap<usize, Span>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -48,7 +76,7 @@ pub(super) struct Analysis {
     pub(super) nodes: Vec<Node>,
     pub(super) edges: Vec<Edge>,
     pub(super) tail: Option<Expr>,
-    /// Bindings the tail mentions; they are moved out of their slots after the run.
+    /// Bindings the tail takes out of their slots after the run.
     pub(super) tail_bindings: Vec<usize>,
 }
 
@@ -60,15 +88,15 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
 
     // Pass 1: the uses of each statement, against the bindings declared before it.
     let mut bindings: Vec<Binding> = Vec::new();
-    let mut scopes: Vec<HashMap<String, usize>> = Vec::with_capacity(statements.len());
+    let mut block_scopes: Vec<HashMap<String, usize>> = Vec::with_capacity(statements.len());
     let mut scope: HashMap<String, usize> = HashMap::new();
     let mut uses: Vec<Vec<Use>> = Vec::with_capacity(statements.len());
     let mut defines: Vec<Vec<usize>> = Vec::with_capacity(statements.len());
     for statement in &mut statements {
         let mut visitor = UseVisitor::collect(&scope, errors);
-        visit_statement(&mut visitor, &mut statement.stmt);
+        visitor.visit_statement(&mut statement.stmt);
         uses.push(visitor.uses);
-        scopes.push(scope.clone());
+        block_scopes.push(scope.clone());
         let mut defined = Vec::new();
         for def in &statement.defines {
             let name = def.ident.to_string();
@@ -89,6 +117,8 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
                 ident: def.ident.clone(),
                 mutable: def.mutable,
                 ty: binding_type(&statement.stmt, &def.ident),
+                origin: Origin::Block,
+                shared: false,
             });
         }
         defines.push(defined);
@@ -96,84 +126,139 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
     let mut tail_uses = Vec::new();
     if let Some(tail) = &mut tail {
         let mut visitor = UseVisitor::collect(&scope, errors);
-        visitor.visit_expr_mut(tail);
+        visitor.visit_tail(tail);
         tail_uses = visitor.uses;
     }
+
+    // Outer variables that need a slot become bindings too.
+    let promoted = promote_outer(&uses, &mut bindings);
+    let resolve = |u: &mut Use| {
+        if let Target::Outer(name) = &u.target {
+            if let Some(&binding) = promoted.get(name) {
+                u.target = Target::Binding(binding);
+            }
+        }
+    };
+    uses.iter_mut().flatten().for_each(resolve);
+    tail_uses.iter_mut().for_each(resolve);
+    let statement_scopes: Vec<HashMap<String, usize>> = block_scopes
+        .into_iter()
+        .map(|block| {
+            let mut names = promoted.clone();
+            names.extend(block);
+            names
+        })
+        .collect();
+
     let mut tail_bindings: Vec<usize> = Vec::new();
     for u in &tail_uses {
-        if !tail_bindings.contains(&u.binding) {
-            tail_bindings.push(u.binding);
-        }
-    }
-
-    let mut last_use = vec![None; bindings.len()];
-    for (index, statement_uses) in uses.iter().enumerate() {
-        for u in statement_uses {
-            last_use[u.binding] = Some(index);
-        }
-    }
-
-    // Decide the reach of each statement, check mutability, and rewrite (pass 2).
-    let mut nodes = Vec::with_capacity(statements.len());
-    for (index, (mut statement, statement_uses)) in statements.into_iter().zip(uses).enumerate() {
-        let mut reach: Vec<(usize, Reach)> = Vec::new();
-        let mut overwrites = Vec::new();
-        let mut order: Vec<usize> = Vec::new();
-        for u in &statement_uses {
-            if !order.contains(&u.binding) {
-                order.push(u.binding);
+        if let Target::Binding(b) = u.target {
+            // The tail names an outer variable held by reference directly (the slot's
+            // borrow has ended by then).
+            if bindings[b].origin != Origin::OuterRef && !tail_bindings.contains(&b) {
+                tail_bindings.push(b);
             }
         }
-        for &binding in &order {
-            let of_binding = || statement_uses.iter().filter(move |u| u.binding == binding);
-            let has = |kind: UseKind| of_binding().any(|u| u.kind == kind);
-            let b = &bindings[binding];
-            if !b.mutable {
-                for u in of_binding() {
-                    let what = match u.kind {
-                        UseKind::MutRef => "borrow `{}` as mutable",
-                        UseKind::Assigned => "assign to `{}`",
-                        _ => continue,
-                    };
-                    let message = format!(
-                        "cannot {}: it is not declared `mut`; declare it with `let mut {name} = ...`",
-                        what.replace("{}", &b.ident.to_string()),
-                        name = b.ident
-                    );
-                    match &u.tokens {
-                        Some(tokens) => errors.push_error(syn::Error::new_spanned(tokens, message)),
-                        None => errors.push(u.span, message),
-                    }
+    }
+    let tail_uses_binding = |b: usize| tail_uses.iter().any(|u| u.target == Target::Binding(b));
+
+    // Per binding: the statements that use it, and which of them only overwrite it.
+    let of = |index: usize, binding: usize| {
+        uses[index]
+            .iter()
+            .filter(move |u| u.target == Target::Binding(binding))
+    };
+    let pure_overwrite = |index: usize, binding: usize| {
+        bindings[binding].origin != Origin::OuterRef
+            && is_assignment_of(&statements[index].stmt, &bindings[binding].ident)
+            && of(index, binding).count() == 1
+    };
+    let users =
+        |binding: usize| (0..statements.len()).filter(move |&i| of(i, binding).next().is_some());
+
+    // Decide the reach of each statement and check mutability.
+    let mut reaches: Vec<Vec<(usize, Reach, Span)>> = Vec::with_capacity(statements.len());
+    let mut next_uses: Vec<HashMap<usize, Span>> = Vec::with_capacity(statements.len());
+    for index in 0..statements.len() {
+        let mut order: Vec<(usize, Span)> = Vec::new();
+        for u in &uses[index] {
+            if let Target::Binding(b) = u.target {
+                if !order.iter().any(|(o, _)| *o == b) {
+                    order.push((b, u.span));
                 }
             }
-            let last = last_use[binding] == Some(index) && !tail_bindings.contains(&binding);
-            let r = if last && has(UseKind::ByValue) {
+        }
+        let mut reach = Vec::new();
+        let mut next_use = HashMap::new();
+        for (binding, first) in order {
+            let b = &bindings[binding];
+            let has = |kind: UseKind| of(index, binding).any(|u| u.kind == kind);
+            if !b.mutable {
+                report_immutable(errors, b, of(index, binding));
+            }
+            let next = users(binding).find(|&j| j > index);
+            let last = match next {
+                Some(j) => pure_overwrite(j, binding),
+                None => !tail_uses_binding(binding),
+            };
+            let r = if b.origin == Origin::OuterRef {
+                if of(index, binding).all(|u| u.kind == UseKind::SharedRef) {
+                    Reach::Read
+                } else {
+                    Reach::Write
+                }
+            } else if pure_overwrite(index, binding) {
+                Reach::Overwrite
+            } else if last && of(index, binding).any(|u| u.kind.may_consume()) {
                 Reach::Take
+            } else if has(UseKind::Macro) {
+                Reach::Lend
             } else if has(UseKind::MutRef)
                 || has(UseKind::Assigned)
-                || (b.mutable && (has(UseKind::Place) || has(UseKind::ByValue)))
+                || (b.mutable && of(index, binding).any(|u| u.kind != UseKind::SharedRef))
             {
-                Reach::BorrowMut
+                Reach::Write
             } else {
-                Reach::Borrow
+                Reach::Read
             };
-            reach.push((binding, r));
-            if of_binding().all(|u| u.kind == UseKind::Assigned) {
-                overwrites.push(binding);
+            if r == Reach::Lend {
+                let span = next
+                    .and_then(|j| of(j, binding).next().map(|u| u.span))
+                    .or_else(|| {
+                        tail_uses
+                            .iter()
+                            .find(|u| u.target == Target::Binding(binding))
+                            .map(|u| u.span)
+                    })
+                    .unwrap_or(first);
+                next_use.insert(binding, span);
             }
+            reach.push((binding, r, first));
         }
-        let reach_map: HashMap<usize, Reach> = reach.iter().copied().collect();
-        let mut visitor = UseVisitor::rewrite(&scopes[index], &reach_map, errors);
-        visit_statement(&mut visitor, &mut statement.stmt);
+        reaches.push(reach);
+        next_uses.push(next_use);
+    }
+
+    // Pass 2: rewrite each statement for the reach of its node.
+    let mut nodes = Vec::with_capacity(statements.len());
+    for (index, (mut statement, (reach, next_use))) in statements
+        .into_iter()
+        .zip(reaches.into_iter().zip(next_uses))
+        .enumerate()
+    {
+        let reach_map: HashMap<usize, Reach> = reach.iter().map(|&(b, r, _)| (b, r)).collect();
+        let mut visitor = UseVisitor::rewrite(&statement_scopes[index], &reach_map, errors);
+        visitor.visit_statement(&mut statement.stmt);
         nodes.push(Node {
             statement,
             defines: defines[index].clone(),
             reach,
-            overwrites,
+            next_use,
         });
     }
 
     let edges = derive_edges(&nodes, bindings.len());
+    mark_shared(&nodes, &edges, &mut bindings);
     Analysis {
         bindings,
         nodes,
@@ -183,17 +268,73 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
     }
 }
 
-/// A `let` initializer and a statement's expression are by-value positions.
-fn visit_statement(visitor: &mut UseVisitor<'_>, stmt: &mut Stmt) {
-    match stmt {
-        Stmt::Local(local) => {
-            if let Some(init) = &mut local.init {
-                visitor.visit_expr_mut(&mut init.expr);
-            }
+/// Outer variables that two statements use, one of them by value (moved into a slot) or
+/// mutably (held as `&mut`). Others are captured by the nodes as Rust captures them.
+fn promote_outer(uses: &[Vec<Use>], bindings: &mut Vec<Binding>) -> HashMap<String, usize> {
+    let mut users: HashMap<String, (HashSet<usize>, Span, bool, bool)> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (index, statement_uses) in uses.iter().enumerate() {
+        for u in statement_uses {
+            let Target::Outer(name) = &u.target else {
+                continue;
+            };
+            let entry = users.entry(name.clone()).or_insert_with(|| {
+                order.push(name.clone());
+                (HashSet::new(), u.span, false, false)
+            });
+            entry.0.insert(index);
+            entry.2 |= u.kind == UseKind::ByValue;
+            entry.3 |= matches!(u.kind, UseKind::MutRef | UseKind::Assigned);
         }
-        Stmt::Expr(expr, _) => visitor.visit_expr_mut(expr),
-        Stmt::Macro(m) => visitor.visit_macro_mut(&mut m.mac),
-        Stmt::Item(_) => {}
+    }
+    let mut promoted = HashMap::new();
+    for name in order {
+        let (statements, span, by_value, mutably) = &users[&name];
+        if statements.len() < 2 || !(*by_value || *mutably) {
+            continue;
+        }
+        promoted.insert(name.clone(), bindings.len());
+        bindings.push(Binding {
+            ident: Ident::new(&name, *span),
+            mutable: true,
+            ty: None,
+            origin: if *by_value {
+                Origin::OuterOwned
+            } else {
+                Origin::OuterRef
+            },
+            shared: false,
+        });
+    }
+    promoted
+}
+
+fn report_immutable<'u>(errors: &mut Errors, b: &Binding, uses: impl Iterator<Item = &'u Use>) {
+    for u in uses {
+        let what = match u.kind {
+            UseKind::MutRef => "borrow `{}` as mutable",
+            UseKind::Assigned => "assign to `{}`",
+            _ => continue,
+        };
+        let message = format!(
+            "cannot {}: it is not declared `mut`; declare it with `let mut {name} = ...`",
+            what.replace("{}", &b.ident.to_string()),
+            name = b.ident
+        );
+        match &u.tokens {
+            Some(tokens) => errors.push_error(syn::Error::new_spanned(tokens, message)),
+            None => errors.push(u.span, message),
+        }
+    }
+}
+
+/// `x = value;` as the whole statement.
+fn is_assignment_of(stmt: &Stmt, ident: &Ident) -> bool {
+    match stmt {
+        Stmt::Expr(Expr::Assign(assign), _) => {
+            matches!(&*assign.left, Expr::Path(p) if p.path.is_ident(ident))
+        }
+        _ => false,
     }
 }
 
@@ -210,10 +351,9 @@ fn binding_type(stmt: &Stmt, ident: &Ident) -> Option<syn::Type> {
     }
 }
 
-/// Program-order hazard analysis per binding: a reader waits for the last writer; a
-/// writer (or mover) waits for the readers since the last writer, or for that writer
-/// (a read-after-write when it uses the old value, as `&mut x` and moves do; a
-/// write-after-write when it only assigns).
+/// Program-order hazard analysis per binding: a reader waits for the last exclusive
+/// access; an exclusive access (write, take, lend, overwrite) waits for the readers since
+/// then, or for that access itself (a write-after-write when it only overwrites).
 fn derive_edges(nodes: &[Node], binding_count: usize) -> Vec<Edge> {
     #[derive(Clone, Default)]
     struct State {
@@ -223,52 +363,83 @@ fn derive_edges(nodes: &[Node], binding_count: usize) -> Vec<Edge> {
     let mut state = vec![State::default(); binding_count];
     let mut edges = Vec::new();
     for (index, node) in nodes.iter().enumerate() {
-        for &(binding, reach) in &node.reach {
+        for &(binding, reach, _) in &node.reach {
             let s = &mut state[binding];
-            match reach {
-                Reach::Borrow => {
-                    if let Some(writer) = s.writer {
-                        edges.push(Edge {
-                            from: writer,
-                            to: index,
-                            binding,
-                            hazard: Hazard::ReadAfterWrite,
-                        });
-                    }
-                    s.readers.push(index);
+            if reach == Reach::Read {
+                if let Some(writer) = s.writer {
+                    edges.push(Edge {
+                        from: writer,
+                        to: index,
+                        binding,
+                        hazard: Hazard::ReadAfterWrite,
+                    });
                 }
-                Reach::BorrowMut | Reach::Take => {
-                    if s.readers.is_empty() {
-                        if let Some(writer) = s.writer {
-                            let hazard = if node.overwrites.contains(&binding) {
-                                Hazard::WriteAfterWrite
-                            } else {
-                                Hazard::ReadAfterWrite
-                            };
-                            edges.push(Edge {
-                                from: writer,
-                                to: index,
-                                binding,
-                                hazard,
-                            });
-                        }
-                    }
-                    for &reader in &s.readers {
-                        edges.push(Edge {
-                            from: reader,
-                            to: index,
-                            binding,
-                            hazard: Hazard::WriteAfterRead,
-                        });
-                    }
-                    s.readers.clear();
-                    s.writer = Some(index);
+                s.readers.push(index);
+                continue;
+            }
+            if s.readers.is_empty() {
+                if let Some(writer) = s.writer {
+                    let hazard = if reach == Reach::Overwrite {
+                        Hazard::WriteAfterWrite
+                    } else {
+                        Hazard::ReadAfterWrite
+                    };
+                    edges.push(Edge {
+                        from: writer,
+                        to: index,
+                        binding,
+                        hazard,
+                    });
                 }
             }
+            for &reader in &s.readers {
+                edges.push(Edge {
+                    from: reader,
+                    to: index,
+                    binding,
+                    hazard: Hazard::WriteAfterRead,
+                });
+            }
+            s.readers.clear();
+            s.writer = Some(index);
         }
         for &binding in &node.defines {
             state[binding].writer = Some(index);
         }
     }
     edges
+}
+
+/// Marks the bindings that two nodes with no path between them read.
+fn mark_shared(nodes: &[Node], edges: &[Edge], bindings: &mut [Binding]) {
+    let count = nodes.len();
+    // Edges go forward in program order, so one backward sweep gives reachability.
+    let mut successors = vec![Vec::new(); count];
+    for edge in edges {
+        successors[edge.from].push(edge.to);
+    }
+    let mut reachable: Vec<HashSet<usize>> = vec![HashSet::new(); count];
+    for from in (0..count).rev() {
+        let mut set = HashSet::new();
+        for &to in &successors[from] {
+            set.insert(to);
+            set.extend(reachable[to].iter().copied());
+        }
+        reachable[from] = set;
+    }
+    for (binding, b) in bindings.iter_mut().enumerate() {
+        let readers: Vec<usize> = (0..count)
+            .filter(|&n| {
+                nodes[n]
+                    .reach
+                    .iter()
+                    .any(|&(x, r, _)| x == binding && r == Reach::Read)
+            })
+            .collect();
+        b.shared = readers.iter().enumerate().any(|(i, &a)| {
+            readers[i + 1..]
+                .iter()
+                .any(|&c| !reachable[a].contains(&c) && !reachable[c].contains(&a))
+        });
+    }
 }

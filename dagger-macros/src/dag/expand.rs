@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::visit_mut::VisitMut;
 use syn::{Expr, Stmt};
 
-use super::analyze::{Analysis, Hazard, Node};
+use super::analyze::{Analysis, Hazard, Node, Origin};
 use super::parse::Kind;
 use super::uses::Reach;
 use crate::diag::line_column;
@@ -24,16 +24,38 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
     let graph = static_graph(&analysis);
     let runtime = Ident::new("__dagger_runtime", Span::mixed_site());
     let counters = Ident::new("__dagger_counters", Span::mixed_site());
+    let private = quote!(::dagger::__private);
 
+    // Each slot is made where its binding is declared, so that a value that is not `Send`
+    // (or not `Sync`, when two nodes read it at once) is reported there.
     let slots = analysis
         .bindings
         .iter()
         .enumerate()
         .map(|(index, binding)| {
             let slot = slot_ident(index);
-            match &binding.ty {
-                Some(ty) => quote! { let #slot = ::dagger::__private::Slot::<#ty>::new(); },
-                None => quote! { let #slot = ::dagger::__private::Slot::new(); },
+            let ident = &binding.ident;
+            let span = ident.span();
+            let annotation = binding.ty.as_ref().map(|ty| quote!(::<#ty, _>));
+            let (empty, filled) = if binding.shared {
+                (
+                    quote_spanned!(span=> new_shared),
+                    quote_spanned!(span=> filled_shared),
+                )
+            } else {
+                (quote_spanned!(span=> new), quote_spanned!(span=> filled))
+            };
+            let slot_type = quote_spanned!(span=> ::dagger::__private::Slot);
+            match binding.origin {
+                Origin::Block => {
+                    quote_spanned! {span=> let #slot = #slot_type #annotation :: #empty(); }
+                }
+                Origin::OuterOwned => {
+                    quote_spanned! {span=> let #slot = #slot_type::#filled(#ident); }
+                }
+                Origin::OuterRef => {
+                    quote_spanned! {span=> let #slot = #slot_type::#filled(&mut #ident); }
+                }
             }
         });
     let node_cells = analysis
@@ -43,7 +65,7 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
         .map(|(index, node)| node_cell(&analysis, index, node));
     let node_refs = (0..analysis.nodes.len()).map(|index| {
         let node = node_ident(index);
-        quote! { &#node as &dyn ::dagger::__private::RunNode }
+        quote! { &#node as &dyn #private::RunNode }
     });
     let node_count = analysis.nodes.len();
     let tail_bindings = analysis.tail_bindings.iter().map(|&index| {
@@ -51,7 +73,8 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
         let slot = slot_ident(index);
         let ident = &binding.ident;
         let mutability = binding.mutable.then(|| quote!(mut));
-        // SAFETY: every node has finished, so nothing else uses the slot.
+        // SAFETY: every node has finished, so nothing else uses the slot (proof in
+        // `dagger_core::slot`).
         quote! {
             #[allow(unused_mut)]
             let #mutability #ident = unsafe { #slot.take() };
@@ -66,15 +89,15 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
     quote! {
         {
             #graph
-            ::dagger::__private::Dag::__new(
+            #private::Dag::__new(
                 &__DAGGER_GRAPH,
-                |#runtime: &::dagger::__private::Runtime|
-                    -> ::core::result::Result<_, ::dagger::__private::Error>
+                |#runtime: &#private::Runtime|
+                    -> ::core::result::Result<_, #private::Error>
                 {
                     #(#slots)*
                     #(#node_cells)*
-                    let #counters = ::dagger::__private::new_counters::<#node_count>(&__DAGGER_GRAPH);
-                    ::dagger::__private::execute(#runtime, &__DAGGER_GRAPH, &[#(#node_refs),*], &#counters)?;
+                    let #counters = #private::new_counters::<#node_count>(&__DAGGER_GRAPH);
+                    #private::execute(#runtime, &__DAGGER_GRAPH, &[#(#node_refs),*], &#counters)?;
                     #(#tail_bindings)*
                     ::core::result::Result::Ok(#tail)
                 },
@@ -83,34 +106,58 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
     }
 }
 
-/// One node: a closure that acquires its bindings, runs the statement, and stores the
+/// One node: a closure that reaches its bindings, runs the statement, and stores the
 /// bindings it defines.
+///
+/// Every `unsafe` here is one access of the module proof in `dagger_core::slot`: the
+/// edges give each access the exclusivity its `# Safety` section asks for (point 1), and
+/// references reach the statement only through guards that are locals of this closure
+/// (point 2): `let x = &*guard;` borrows the local, so nothing derived from `x` can
+/// outlive the node.
 fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
     let cell = node_ident(index);
-    // SAFETY (all three): the node runs after every node it has an edge from, and the
-    // edges order each exclusive access (Take, BorrowMut, put) after and before every
-    // other access to that binding, so only shared guards ever coexist.
-    let guards = node.reach.iter().map(|&(binding, reach)| {
+    let mut acquire = Vec::new();
+    let mut release = Vec::new();
+    for &(binding, reach, first_use) in &node.reach {
         let slot = slot_ident(binding);
-        let ident = &analysis.bindings[binding].ident;
+        let b = &analysis.bindings[binding];
+        let ident = &b.ident;
+        // The guard is named like the binding and shadowed by the reference at once, so
+        // user code cannot name it, and a borrow that would outlive the node is reported
+        // as "`x` does not live long enough".
+        let guard = Ident::new(&ident.to_string(), first_use);
+        let mutability = b.mutable.then(|| quote!(mut));
+        // An outer variable held as `&mut`: the node reaches the variable itself.
+        let deref = (b.origin == Origin::OuterRef).then(|| quote!(*));
+        acquire.push(match reach {
+            Reach::Read => quote_spanned! {first_use=>
+                let #guard = unsafe { #slot.read() };
+                let #ident = &*#deref #guard;
+            },
+            Reach::Write => quote_spanned! {first_use=>
+                let mut #guard = unsafe { #slot.write() };
+                let #ident = &mut *#deref #guard;
+            },
+            Reach::Take | Reach::Lend => quote! {
+                #[allow(unused_mut)]
+                let #mutability #ident = unsafe { #slot.take() };
+            },
+            Reach::Overwrite => quote! { let #ident; },
+        });
         match reach {
-            Reach::Borrow => quote! { let #ident = unsafe { #slot.borrow() }; },
-            Reach::BorrowMut => quote! {
-                #[allow(unused_mut)]
-                let mut #ident = unsafe { #slot.borrow_mut() };
-            },
-            Reach::Take if analysis.bindings[binding].mutable => quote! {
-                #[allow(unused_mut)]
-                let mut #ident = unsafe { #slot.take() };
-            },
-            Reach::Take => quote! { let #ident = unsafe { #slot.take() }; },
+            Reach::Lend => {
+                let span = node.next_use.get(&binding).copied().unwrap_or(first_use);
+                let value = Ident::new(&ident.to_string(), span.resolved_at(ident.span()));
+                release.push(quote_spanned! {span=> unsafe { #slot.put(#value) }; });
+            }
+            Reach::Overwrite => release.push(quote! { unsafe { #slot.put(#ident) }; }),
+            _ => {}
         }
-    });
+    }
     let body = statement_body(&node.statement.stmt, &node.statement.kind);
     let stores = node.defines.iter().map(|&binding| {
         let slot = slot_ident(binding);
         let ident = &analysis.bindings[binding].ident;
-        // SAFETY: this node defines the binding, so no other node has touched it yet.
         quote! { unsafe { #slot.put(#ident) }; }
     });
     // Spanned at the statement, so that a value that cannot cross threads is reported
@@ -120,8 +167,9 @@ fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
         #[allow(unreachable_code, clippy::let_unit_value, clippy::unit_arg)]
         let #cell = ::dagger::__private::NodeCell::new(
             || -> ::core::result::Result<(), ::dagger::__private::BoxError> {
-                #(#guards)*
+                #(#acquire)*
                 #body
+                #(#release)*
                 #(#stores)*
                 ::core::result::Result::Ok(())
             },
@@ -186,11 +234,12 @@ fn static_graph(analysis: &Analysis) -> TokenStream {
             .defines
             .iter()
             .map(|&b| access(analysis, b, quote!(Define)));
-        let uses = node.reach.iter().map(|&(b, reach)| {
+        let uses = node.reach.iter().map(|&(b, reach, _)| {
             let mode = match reach {
-                Reach::Borrow => quote!(Read),
-                Reach::BorrowMut => quote!(Write),
+                Reach::Read => quote!(Read),
+                Reach::Write | Reach::Lend => quote!(Write),
                 Reach::Take => quote!(Move),
+                Reach::Overwrite => quote!(Define),
             };
             access(analysis, b, mode)
         });

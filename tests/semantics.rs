@@ -1,5 +1,6 @@
 //! `dag!` gives the same result as the block run as plain Rust, for every kind of edge.
 
+#[macro_use]
 mod common;
 
 use common::{jitter, runtime, watchdog};
@@ -44,21 +45,6 @@ fn add(a: u64, b: u64) -> u64 {
 #[task]
 fn pair(x: u64) -> (u64, u64) {
     (x, x * 10)
-}
-
-/// Runs the block as plain Rust and as a `dag!` on 1, 2 and 4 threads, many times.
-macro_rules! same_as_sequential {
-    ($($body:tt)*) => {{
-        let expected = { $($body)* };
-        for threads in [1, 2, 4] {
-            let rt = runtime(threads);
-            for _ in 0..25 {
-                let got = dag! { $($body)* }.run_on(&rt).expect("graph failed");
-                assert_eq!(got, expected, "{threads} threads");
-            }
-        }
-        expected
-    }};
 }
 
 #[test]

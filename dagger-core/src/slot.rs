@@ -177,7 +177,7 @@ impl<T: Send> SendBinding for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is read by two statements of this `dag!` that may run at the same time, so it must be `Sync`",
     label = "two statements read this binding concurrently, but its value is not `Sync`",
-    note = "use a `Sync` type (a `Mutex` or an atomic for a `Cell`), or order the reads: a statement that takes `&mut` of the binding runs alone"
+    note = "use a `Sync` type (a `Mutex` or an atomic for a `Cell`), or declare it `let mut`: then each statement that uses it runs alone"
 )]
 pub trait SyncBinding: Sync {}
 

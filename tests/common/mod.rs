@@ -1,6 +1,21 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+/// Runs the block as plain Rust and as a `dag!` on 1, 2 and 4 threads, many times.
+macro_rules! same_as_sequential {
+    ($($body:tt)*) => {{
+        let expected = { $($body)* };
+        for threads in [1, 2, 4] {
+            let rt = $crate::common::runtime(threads);
+            for _ in 0..25 {
+                let got = ::dagger::dag! { $($body)* }.run_on(&rt).expect("graph failed");
+                assert_eq!(got, expected, "{threads} threads");
+            }
+        }
+        expected
+    }};
+}
+
 mod watchdog;
 pub use watchdog::watchdog;
 

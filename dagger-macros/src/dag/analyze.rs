@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use proc_macro2::{Ident, Span};
 use syn::{Expr, Stmt};
 
-use super::parse::{Parsed, Statement};
+use super::parse::{Kind, Parsed, Statement};
 use super::uses::{Reach, Target, Use, UseKind, UseVisitor};
 use crate::diag::{line_column, Errors};
 
@@ -93,6 +93,15 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
     let mut uses: Vec<Vec<Use>> = Vec::with_capacity(statements.len());
     let mut defines: Vec<Vec<usize>> = Vec::with_capacity(statements.len());
     for statement in &mut statements {
+        // A call of a binding (a closure) is glue, not a task.
+        if let Kind::Task { path, .. } = &statement.kind {
+            if path
+                .get_ident()
+                .is_some_and(|i| scope.contains_key(&i.to_string()))
+            {
+                statement.kind = Kind::Glue;
+            }
+        }
         let mut visitor = UseVisitor::collect(&scope, errors);
         visitor.visit_statement(&mut statement.stmt);
         uses.push(visitor.uses);

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 /// Runs the block as plain Rust and as a `dag!` on 1, 2 and 4 threads, many times.
+#[allow(unused_macros)]
 macro_rules! same_as_sequential {
     ($($body:tt)*) => {{
         let expected = { $($body)* };

@@ -2,6 +2,8 @@
 //! 2 and 4 threads and must give what the same block gives as plain Rust. The escapes
 //! that must not compile are trybuild cases in `tests/ui/` (`dag_escape_*`).
 
+#![allow(clippy::all)] // the forms under test are deliberately unidiomatic
+
 #[macro_use]
 mod common;
 

@@ -60,6 +60,7 @@ const EMPTY: &str = "dagger: a binding was used before its node produced it (a b
 
 impl<T: SendBinding> Slot<T, Exclusive> {
     /// An empty slot, read by one node at a time.
+    #[allow(clippy::new_without_default)] // a slot is made only by generated code
     pub fn new() -> Self {
         Slot {
             value: UnsafeCell::new(None),

@@ -188,9 +188,9 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
     // Decide the reach of each statement and check mutability.
     let mut reaches: Vec<Vec<(usize, Reach, Span)>> = Vec::with_capacity(statements.len());
     let mut next_uses: Vec<HashMap<usize, Span>> = Vec::with_capacity(statements.len());
-    for index in 0..statements.len() {
+    for (index, statement_uses) in uses.iter().enumerate() {
         let mut order: Vec<(usize, Span)> = Vec::new();
-        for u in &uses[index] {
+        for u in statement_uses {
             if let Target::Binding(b) = u.target {
                 if !order.iter().any(|(o, _)| *o == b) {
                     order.push((b, u.span));

@@ -164,7 +164,16 @@ fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
     // there rather than on the whole block.
     let span = node.statement.span;
     quote_spanned! {span=>
-        #[allow(unreachable_code, clippy::let_unit_value, clippy::unit_arg)]
+        #[allow(
+            unreachable_code,
+            clippy::let_unit_value,
+            clippy::unit_arg,
+            clippy::borrow_deref_ref,
+            clippy::explicit_auto_deref,
+            clippy::needless_borrow,
+            clippy::op_ref,
+            clippy::needless_late_init
+        )]
         let #cell = ::dagger::__private::NodeCell::new(
             || -> ::core::result::Result<(), ::dagger::__private::BoxError> {
                 #(#acquire)*

@@ -94,12 +94,13 @@
 //! | syntax | access | waits for |
 //! |---|---|---|
 //! | `let x = f(..)` | defines `x` | — |
-//! | `&x` | read (shared) | the last writer of `x` |
-//! | `&mut x` | write (exclusive) | the readers since the last writer, or that writer |
-//! | `x` as an argument, last use | move (exclusive) | as a write |
-//! | `x` as an argument, used again later | copy (needs `Copy`) | as a read |
-//! | `x.method()`, `x.field`, `x + 1`, `x` in a macro or closure | read; write if `x` is `mut` | as a read / write |
-//! | `x = ..`, `x += ..` | write (needs `mut`) | as a write |
+//! | `&x`, `x[i]`, and any use of a binding that is not `mut` | read (shared) | the last writer of `x` |
+//! | `&mut x`, `x = ..`, `x += ..`, any use of a `mut` binding | write (exclusive) | the readers since the last writer, or that writer |
+//! | `x` on its last use (as an argument, `x.into_iter()`, in a branch, in a `move` closure) | move (exclusive) | as a write |
+//! | `x` by value, used again later | copy (needs `Copy`) | as a read |
+//! | `x = value;` as a whole statement | gives `x` a new value, even after a move | as a write |
+//! | `x` named inside a macro (`println!`, `assert!`, `format!("{x}")`) | the node holds `x` itself (exclusive) | as a write |
+//! | a variable from outside the block, used by two statements, one of them by value or with `&mut` / `=` | held like a binding | as above |
 //!
 //! These are the read-after-write, write-after-read and write-after-write hazards;
 //! nodes with no hazard between them may run at the same time. Everything else follows
@@ -159,8 +160,53 @@
 //!
 //! Values from outside the block are captured (by reference when borrowed, by value
 //! when moved), so a [`Dag`] may borrow its environment: `run` blocks until the graph is
-//! done. Values that cross threads must be `Send`, and bindings read by several nodes at
-//! once must be `Sync`, exactly as with `std::thread::scope`.
+//! done. An outer variable that two statements use, one of them by value or through
+//! `&mut` / assignment, is ordered like a binding; one that only `&self` methods read is
+//! shared. A method that needs `&mut self` on an outer variable used by two statements
+//! does not show the macro that it writes: write `(&mut log).push(x)` or pass `&mut log`
+//! (rustc otherwise reports two mutable borrows).
+//!
+//! **Exactly the block's result.** Running the graph gives what the block gives as plain
+//! Rust, with two stated exceptions:
+//! - *Side effects through shared references are not ordered.* Two statements that only
+//!   read a binding (or an outer variable) may run at the same time, in either order, even
+//!   when they lock a `Mutex` in it, touch an atomic, do I/O or print: a `&` says "no
+//!   write", and the graph believes it. To order such statements, make the binding `mut`
+//!   (every use of a `mut` binding is exclusive, in program order) or pass `&mut x`:
+//!
+//! ```
+//! # use dagger::prelude::*;
+//! # use std::sync::Mutex;
+//! #[task]
+//! fn record(log: &Mutex<Vec<u32>>, x: u32) { log.lock().unwrap().push(x) }
+//!
+//! # fn main() -> Result<(), dagger::Error> {
+//! let log = dag! {
+//!     let mut log = { Mutex::new(Vec::new()) }; // `mut`: each use runs alone, in order
+//!     record(&mut log, 1);                      // `&mut`: exclusive
+//!     record(&mut log, 2);                      // after the first
+//!     log
+//! }
+//! .run()?;
+//! assert_eq!(log.into_inner().unwrap(), [1, 2]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - *A value is dropped after its last use, not at the end of the block*, when that use
+//!   takes it (a consuming last use runs in its own node). Only a `Drop` with side effects
+//!   can tell.
+//!
+//! **Nothing a node holds outlives it.** A statement sees a binding either as a reference
+//! local to its node or as a value it owns; a reference to a binding, or anything that
+//! borrows one (a closure, an iterator, an `async` block, a struct holding `&x`), cannot
+//! become a binding or be stored outside the block: rustc reports "`x` does not live
+//! long enough". Compute such values inside one statement, or move the value in (a
+//! `move` closure on the binding's last use owns it, as in plain Rust). Values cross
+//! threads, so a binding must be `Send`; one that two statements may read at the same time
+//! must also be `Sync` (declare it `mut` to order them instead); each error says which.
+//! A binding named inside a macro is owned by its node, so macros see exactly what you
+//! wrote: `stringify!`, `assert!` texts and format strings show your code.
 //!
 //! ### The graph without running it
 //!
@@ -381,8 +427,9 @@
 //!
 //! Known limits: a call of a non-task path as a statement must be wrapped to be glue;
 //! generated code contains `unsafe` blocks, so crates with `#![forbid(unsafe_code)]`
-//! cannot use `dag!`; a binding used inside a format string by name (`"{x}"`) is seen,
-//! one hidden inside another macro's custom syntax may not be.
+//! cannot use `dag!`; a macro whose tokens are not expressions is scanned for names, so
+//! a closure parameter inside it named like a binding counts as a use (at worst an
+//! extra dependency, or "use of moved binding" if that binding was moved before).
 
 #![warn(missing_docs)]
 

@@ -55,16 +55,23 @@ struct Pair {
     v: Vec<u64>,
 }
 
-/// Runs the block as plain Rust and as a `dag!` on 1, 2 and 4 threads.
+/// Runs the block as plain Rust and as a `dag!` on 1, 2 and 4 threads, with two outer
+/// variables (a counter and a log) that the block may read, write or move; their final
+/// values are compared too.
 macro_rules! check {
-    ($($body:tt)*) => {
+    ($count:ident, $log:ident; $($body:tt)*) => {
         watchdog(60, || {
-            let expected = { $($body)* };
+            let mut $count = 1_u64;
+            let mut $log: Vec<u64> = Vec::new();
+            let value = { $($body)* };
+            let expected = (value, $count, $log.clone());
             for threads in [1, 2, 4] {
                 let rt = runtime(threads);
                 for _ in 0..4 {
-                    let got = dag! { $($body)* }.run_on(&rt).expect("graph failed");
-                    assert_eq!(got, expected, "{threads} threads");
+                    let mut $count = 1_u64;
+                    let mut $log: Vec<u64> = Vec::new();
+                    let value = dag! { $($body)* }.run_on(&rt).expect("graph failed");
+                    assert_eq!((value, $count, $log.clone()), expected, "{threads} threads");
                 }
             }
         })
@@ -73,635 +80,691 @@ macro_rules! check {
 
 #[test]
 fn program_000() {
-    check! {
+    check! { count, log;
         let v1 = make(4);
         let n2 = add(1, 1);
-        let mut n3 = total(&v1);
-        let mut n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v5 = make(6);
-        let mut n6 = total(&v5);
-        let n7 = total(&v5);
-        ((n2, n3, n4, v5, n6, n7,),)
+        let _ = v1;
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n4 = total(&v1);
+        let n5 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let mut n6 = { let n5 = 7_u64; n5 + 1 } + n5;
+        ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_001() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(6, 8);
-        let mut n3 = total(&v1);
-        let mut n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        n4 += n4;
-        let n6 = total(&v1);
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(8, 6);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let n5 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
+        let n6 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
         let mut n7 = total(&v1);
-        let mut s8 = format!("{n7}-{:?}-{n7:>3}", v1);
-        let n9 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        ((v1, n2, n3, n4, n5, n6,), (n7, s8, n9,),)
+        let n8 = total(&v1);
+        let n9 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
+        let mut n10 = { let n7 = 7_u64; n7 + 1 } + n7;
+        let s11 = format!("{n4}-{:?}-{n4:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, s11,),)
     };
 }
 
 #[test]
 fn program_002() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(7, 1);
-        let mut n3 = total(&v1);
-        let n4 = add(n3, 1);
-        let n5 = total(&v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(6);
-        n3 += n6;
-        ((n2, n3, n4, n5, n6, v7,),)
+    check! { count, log;
+        let mut v1 = make(3);
+        let mut n2 = add(5, 8);
+        let _ = v1;
+        n2 += 8;
+        let n3 = add(n2, 1);
+        let n4 = total(&v1);
+        let mut n5 = add(count, 1);
+        (n5, n2) = (n2, n5 + 1);
+        push(&mut log, n2);
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_003() {
-    check! {
-        let v1 = make(2);
-        let v2 = make(6);
-        let mut v3 = make(4);
-        let mut n4 = add(3, 5);
-        let n5 = total(&v2);
-        let f6 = move || n5 * 3;
-        let mut v7 = make(5);
-        let mut n8 = add(n5, n4);
-        ((v1, v2, v3, n4, n5, v7,), (n8,),)
+    check! { count, log;
+        let v1 = make(5);
+        let mut n2 = add(1, 3);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let _ = v1;
+        let f4 = move || n3 * 3;
+        let n5 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let n6 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + n3;
+        let mut n7 = total(&v1);
+        let n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v9 = make(0);
+        ((n2, n3, n5, n6, n7, n8,), (v9,),)
     };
 }
 
 #[test]
 fn program_004() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(1, 2);
-        let n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n5 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let mut n6 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + 6;
-        let p7 = { let a = n2; Pair { a, v: v1 } };
-        let v8 = make(0);
-        let mut n9 = if n5 % 2 == 0 { 4 } else { 1 + 1 };
-        let n10 = { let n9 = 7_u64; n9 + 1 } + n9;
-        let mut n11 = total(&v8);
-        ((n2, n3, n4, n5, n6, p7,), (v8, n9, n10, n11,),)
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(6, 6);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        count += n2;
+        let n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_005() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(7, 5);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
-        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(5);
-        let n7 = total(&v6);
-        let n8 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
-        let mut n9 = total(&v6);
-        let mut n10 = if let Some(x) = maybe(n8) { x } else { n8 * 2 };
-        n10 += 5;
-        ((n2, n3, n4, n5, v6, n7,), (n8, n9, n10,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(2, 8);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = add(n2, n2);
+        let n5 = total(&v1);
+        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v7 = make(3);
+        let mut n8 = { let n5 = 7_u64; n5 + 1 } + n5;
+        let n9 = total(&v7);
+        let f10 = move || n5 * 3;
+        push(&mut log, n5);
+        let n11 = total(&v7);
+        let f12 = move || n3 * 3;
+        ((n2, n3, n4, n5, n6, v7,), (n8, n9, n11,),)
     };
 }
 
 #[test]
 fn program_006() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(3, 5);
-        let n3 = total(&v1);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n5 = total(&v1);
-        let n6 = total(&v1);
-        let n7 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
-        let mut n8 = total(&v1);
-        let f9 = move || n8 * 3;
-        let n10 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n10,),)
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(2, 7);
+        let f3 = move || n2 * 3;
+        let n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let p5 = { let a = 4; Pair { a, v: v1 } };
+        let mut v6 = make(5);
+        let n7 = if n4 % 2 == 0 { n2 } else { n4 + 1 };
+        ((n2, n4, p5, v6, n7,),)
     };
 }
 
 #[test]
 fn program_007() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(4, 4);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+    check! { count, log;
+        let mut v1 = make(6);
+        let mut n2 = add(6, 7);
+        let f3 = move || n2 * 3;
         let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n5 = if n4 % 2 == 0 { n2 } else { n2 + 1 };
-        let n6 = add(n4, n4);
-        let n7 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
+        let mut n5 = total(&v1);
+        let n6 = { let n4 = 7_u64; n4 + 1 } + n4;
+        let n7 = [1_u64, 2, 3].iter().map(|f3| f3 * 2).sum::<u64>() + n4;
+        let mut n8 = if n7 % 2 == 0 { n2 } else { n2 + 1 };
+        let n9 = add(n5, n7);
+        let f10 = move || n6 * 3;
+        ((v1, n2, n4, n5, n6, n7,), (n8, n9,),)
     };
 }
 
 #[test]
 fn program_008() {
-    check! {
+    check! { count, log;
         let v1 = make(3);
-        let mut n2 = add(3, 2);
-        let n3 = total(&v1);
-        let mut n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n5 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n6 = add(n2, 8);
-        let n7 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let n8 = total(&v1);
-        let mut n9 = { let n8 = 7_u64; n8 + 1 } + n8;
-        let n10 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let n11 = if let Some(x) = maybe(n8) { x } else { n8 * 2 };
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, n11,),)
+        let n2 = add(7, 2);
+        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        n3 += n2;
+        let mut n4 = total(&v1);
+        let p5 = { let a = 1; Pair { a, v: v1 } };
+        let mut v6 = make(5);
+        let n7 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n4;
+        let f8 = move || n2 * 3;
+        push(&mut v6, n4);
+        let mut n9 = total(&v6);
+        let mut n10 = v6.into_iter().map(|x| x + 1).sum::<u64>();
+        ((n2, n3, n4, p5, n7, n9,), (n10,),)
     };
 }
 
 #[test]
 fn program_009() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(3, 1);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(1);
-        let n5 = add(4, 6);
-        let mut n6 = { let n5 = 7_u64; n5 + 1 } + n5;
-        let n7 = total(&v4);
-        let n8 = total(&v4);
-        let mut n9 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
-        let n10 = total(&v4);
-        let n11 = add(n5, n9);
-        n2 += n5;
-        let mut n12 = { let n3 = 7_u64; n3 + 1 } + n3;
-        ((n2, n3, v4, n5, n6, n7,), (n8, n9, n10, n11, n12,),)
+    check! { count, log;
+        let mut v1 = make(4);
+        let mut n2 = add(8, 6);
+        let n3 = if n2 % 2 == 0 { n2 } else { 5 + 1 };
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_010() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(1, 7);
-        let n3 = total(&v1);
-        let v4 = make(0);
-        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut n7 = total(&v4);
-        let mut s8 = format!("{n7}-{:?}-{n7:>3}", v4);
-        let n9 = total(&v4);
-        let mut n10 = total(&v4);
-        ((n2, n3, v4, n5, n6, n7,), (s8, n9, n10,),)
-    };
-}
-
-#[test]
-fn program_011() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(5, 8);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n4 = { let n3 = 7_u64; n3 + 1 } + n3;
-        let mut p5 = { let a = n2; Pair { a, v: v1 } };
-        let v6 = make(2);
-        let mut n7 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n8 = total(&v6);
-        let f9 = move || n4 * 3;
-        let n10 = total(&v6);
-        let n11 = total(&v6);
-        let mut v12 = make(4);
-        ((n2, n3, n4, p5, v6, n7,), (n8, n10, n11, v12,),)
-    };
-}
-
-#[test]
-fn program_012() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(3, 1);
-        let n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n5 = total(&v1);
-        let n6 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let mut n7 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_013() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(4, 6);
-        let n3 = total(&v1);
-        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 8;
-        let mut n5 = { let n2 = 7_u64; n2 + 1 } + n2;
+    check! { count, log;
+        let mut v1 = make(4);
+        let mut n2 = add(1, 8);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        n2 += n3;
+        let n4 = total(&v1);
+        push(&mut v1, n2);
+        let mut n5 = total(&v1);
+        n5 += n2;
         let n6 = total(&v1);
-        let n7 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let n8 = total(&v1);
-        let n9 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v10 = make(4);
-        let p11 = { let a = n3; Pair { a, v: v10 } };
-        let v12 = make(5);
-        let mut n13 = v12.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n4, n5, n6, n7,), (n8, n9, p11, n13,),)
-    };
-}
-
-#[test]
-fn program_014() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(8, 7);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(5);
-        let n5 = if n3 % 2 == 0 { 8 } else { n2 + 1 };
-        let n6 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 7;
-        let mut n7 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
-        let mut n8 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        let n9 = { let n2 = 7_u64; n2 + 1 } + n2;
-        ((n2, n3, v4, n5, n6, n7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_015() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(3, 8);
-        let p3 = { let a = 5; Pair { a, v: v1 } };
-        let v4 = make(4);
-        let mut p5 = { let a = n2; Pair { a, v: v4 } };
-        let v6 = make(5);
-        let mut n7 = [1_u64, 2, 3].iter().map(|v6| v6 * 2).sum::<u64>() + 3;
-        n7 += n7;
-        let mut s8 = format!("{n2}-{:?}-{n2:>3}", v6);
-        let n9 = total(&v6);
-        let n10 = if n9 % 2 == 0 { 3 } else { n9 + 1 };
-        let s11 = format!("{n10}-{:?}-{n10:>3}", v6);
-        ((n2, p3, p5, v6, n7, s8,), (n9, n10, s11,),)
-    };
-}
-
-#[test]
-fn program_016() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(1, 8);
-        let n3 = total(&v1);
-        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 2;
-        let mut n5 = total(&v1);
-        let n6 = if n4 % 2 == 0 { n3 } else { 4 + 1 };
-        let n7 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_017() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(2, 1);
-        let v3 = make(2);
-        let n4 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let n5 = total(&v1);
-        n2 += n4;
-        let mut n6 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        ((v1, n2, v3, n4, n5, n6,),)
-    };
-}
-
-#[test]
-fn program_018() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(3, 6);
-        let n3 = total(&v1);
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(0);
-        let mut v6 = make(2);
-        let mut n7 = total(&v6);
-        let n8 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let v9 = make(6);
-        let mut n10 = total(&v6);
-        let p11 = { let a = n7; Pair { a, v: v5 } };
-        ((n2, n3, n4, v6, n7, n8,), (v9, n10, p11,),)
-    };
-}
-
-#[test]
-fn program_019() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(3, 6);
-        let mut n3 = total(&v1);
-        let n4 = if n2 % 2 == 0 { n3 } else { n2 + 1 };
-        let mut n5 = { let n4 = 7_u64; n4 + 1 } + n4;
-        push(&mut v1, 4);
-        let mut n6 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n7 = { let n6 = 7_u64; n6 + 1 } + n6;
-        let f8 = move || n4 * 3;
-        let mut n9 = if n4 % 2 == 0 { 1 } else { n6 + 1 };
-        let mut n10 = f8();
-        ((v1, n2, n3, n4, n5, n6,), (n7, n9, n10,),)
-    };
-}
-
-#[test]
-fn program_020() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(3, 7);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let mut n4 = total(&v1);
-        let mut n5 = total(&v1);
-        ((v1, n2, s3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_021() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(6, 7);
-        push(&mut v1, 4);
-        let mut n3 = add(n2, n2);
-        let mut v4 = make(6);
-        let v5 = join(v1, v4);
-        let mut n6 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let v7 = make(1);
-        let n8 = add(n3, n2);
-        let p9 = { let a = 3; Pair { a, v: v7 } };
-        let mut n10 = p9.a + p9.v.len() as u64;
-        let mut n11 = total(&v5);
-        ((n2, n3, v5, n6, n8, p9,), (n10, n11,),)
-    };
-}
-
-#[test]
-fn program_022() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(5, 2);
-        let n3 = total(&v1);
-        let mut p4 = { let a = n2; Pair { a, v: v1 } };
-        ((n2, n3, p4,),)
-    };
-}
-
-#[test]
-fn program_023() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(8, 4);
-        let n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n5 = if n3 % 2 == 0 { n4 } else { n4 + 1 };
-        let mut n6 = total(&v1);
-        let mut n7 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        let n8 = if n3 % 2 == 0 { n6 } else { n3 + 1 };
+        let n7 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let n8 = matches!(maybe(n7), Some(x) if x != n7) as u64 + n7;
         ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
     };
 }
 
 #[test]
-fn program_024() {
-    check! {
-        let v1 = make(5);
+fn program_011() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let mut v2 = make(3);
+        let n3 = add(6, 6);
+        let mut n4 = total(&log);
+        let f5 = move || n4 * 3;
+        ((v1, v2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_012() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let mut n2 = add(1, 6);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut p4 = { let a = n2; Pair { a, v: v1 } };
+        let v5 = make(6);
+        let _ = v5;
+        let v6 = make(5);
+        let v7 = join(v5, v6);
+        ((n2, n3, p4, v7,),)
+    };
+}
+
+#[test]
+fn program_013() {
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(1, 4);
+        let mut n3 = total(&v1);
+        let mut p4 = { let a = n3; Pair { a, v: v1 } };
+        let v5 = make(4);
+        ((n2, n3, p4, v5,),)
+    };
+}
+
+#[test]
+fn program_014() {
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(1, 5);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
+        let n6 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let mut n7 = if n3 % 2 == 0 { n6 } else { n2 + 1 };
+        let n8 = total(&v1);
+        let mut n9 = add(count, 8);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9,),)
+    };
+}
+
+#[test]
+fn program_015() {
+    check! { count, log;
+        let mut v1 = make(1);
         let n2 = add(5, 5);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
         let n4 = total(&v1);
+        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n6 = total(&v1);
+        let mut s7 = format!("{n2}-{:?}-{n2:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (s7,),)
+    };
+}
+
+#[test]
+fn program_016() {
+    check! { count, log;
+        let v1 = make(2);
+        let mut n2 = add(2, 3);
+        let n3 = total(&v1);
+        let _ = v1;
+        let _ = v1;
+        let mut n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v5 = make(5);
+        let n6 = if n4 % 2 == 0 { n3 } else { n2 + 1 };
+        let n7 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let mut v8 = make(1);
+        ((n2, n3, n4, v5, n6, n7,), (v8,),)
+    };
+}
+
+#[test]
+fn program_017() {
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(2, 3);
+        let n3 = total(&v1);
+        let v4 = make(4);
+        let v5 = make(6);
+        let n6 = add(6, n3);
+        let mut n7 = total(&v4);
+        ((v1, n2, n3, v4, v5, n6,), (n7,),)
+    };
+}
+
+#[test]
+fn program_018() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(2, 1);
+        let n3 = total(&v1);
+        let n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
+        let n5 = total(&v1);
+        let mut n6 = { let n3 = 7_u64; n3 + 1 } + n3;
+        n6 += n5;
+        let _ = v1;
+        ((v1, n2, n3, n4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_019() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(3, 4);
+        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        let s4 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
+        ((v1, n2, n3, s4, n5,),)
+    };
+}
+
+#[test]
+fn program_020() {
+    check! { count, log;
+        let v1 = make(4);
+        let v2 = make(3);
+        let mut n3 = add(4, 1);
+        let v4 = join(v2, v1);
+        let n5 = total(&v4);
+        let mut n6 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let n7 = if n3 % 2 == 0 { 4 } else { 4 + 1 };
+        let n8 = total(&v4);
+        push(&mut log, n3);
+        let v9 = make(2);
+        let n10 = if n3 % 2 == 0 { n7 } else { n7 + 1 };
+        let n11 = total(&v4);
+        ((n3, v4, n5, n6, n7, n8,), (v9, n10, n11,),)
+    };
+}
+
+#[test]
+fn program_021() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let mut n2 = add(2, 4);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(4);
+        let n5 = total(&log);
+        push(&mut log, n3);
+        n2 += 7;
+        push(&mut v4, n3);
+        let n6 = matches!(maybe(n5), Some(x) if x != n5) as u64 + n5;
+        let mut n7 = add(n5, n6);
+        ((n2, n3, v4, n5, n6, n7,),)
+    };
+}
+
+#[test]
+fn program_022() {
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(8, 5);
+        let mut n3 = total(&v1);
+        let _ = v1;
+        let mut s4 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v6 = make(4);
+        let n7 = total(&v6);
+        ((n2, n3, s4, n5, v6, n7,),)
+    };
+}
+
+#[test]
+fn program_023() {
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(3, 5);
+        let mut n3 = total(&v1);
+        let n4 = { let n3 = 7_u64; n3 + 1 } + n3;
         let n5 = total(&v1);
         ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_024() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let mut n2 = add(6, 3);
+        let n3 = total(&v1);
+        let p4 = { let a = n2; Pair { a, v: v1 } };
+        ((n2, n3, p4,),)
     };
 }
 
 #[test]
 fn program_025() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(5, 1);
-        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(7, 8);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
         let mut n4 = total(&v1);
-        let n5 = total(&v1);
-        let mut n6 = total(&v1);
-        let p7 = { let a = n4; Pair { a, v: v1 } };
-        let v8 = make(0);
-        ((n2, n3, n4, n5, n6, p7,), (v8,),)
+        let mut n5 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let n6 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        let n7 = total(&v1);
+        let n8 = total(&v1);
+        let n9 = if n8 % 2 == 0 { n7 } else { n5 + 1 };
+        let f10 = move || n5 * 3;
+        let s11 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let mut n12 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, s11, n12,),)
     };
 }
 
 #[test]
 fn program_026() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(8, 6);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = add(n2, n3);
-        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(0);
-        let n7 = total(&v6);
-        ((n2, n3, n4, n5, v6, n7,),)
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(1, 6);
+        let v3 = make(1);
+        let n4 = add(n2, n2);
+        let mut p5 = { let a = 5; Pair { a, v: v1 } };
+        let mut n6 = v3.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v7 = make(6);
+        ((n2, n4, p5, n6, v7,),)
     };
 }
 
 #[test]
 fn program_027() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(2, 4);
-        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let v5 = make(3);
-        let mut n6 = total(&v5);
-        let mut n7 = total(&v5);
-        let p8 = { let a = n7; Pair { a, v: v1 } };
-        let s9 = format!("{n2}-{:?}-{n2:>3}", v5);
-        ((n2, s3, n4, v5, n6, n7,), (p8, s9,),)
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(7, 7);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = add(n3, n3);
+        let n5 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        push(&mut v1, 1);
+        let p6 = { let a = n5; Pair { a, v: v1 } };
+        ((n2, n3, n4, n5, p6,),)
     };
 }
 
 #[test]
 fn program_028() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(3, 2);
-        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 6;
-        let mut n4 = add(n3, n2);
-        let v5 = make(4);
-        let f6 = move || n3 * 3;
-        let mut n7 = total(&v1);
-        let mut n8 = total(&v1);
-        ((v1, n2, n3, n4, v5, n7,), (n8,),)
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(4, 4);
+        let n3 = add(n2, n2);
+        let n4 = total(&v1);
+        let mut s5 = format!("{n4}-{:?}-{n4:>3}", v1);
+        let f6 = move || n4 * 3;
+        let mut n7 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n4;
+        let n8 = total(&v1);
+        ((v1, n2, n3, n4, s5, n7,), (n8,),)
     };
 }
 
 #[test]
 fn program_029() {
-    check! {
-        let v1 = make(6);
-        let v2 = make(0);
-        let n3 = add(7, 7);
-        let mut n4 = total(&v1);
-        let mut n5 = total(&v2);
-        let mut s6 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let mut n7 = if n5 % 2 == 0 { n3 } else { 5 + 1 };
-        let n8 = total(&v2);
-        let mut n9 = total(&v1);
-        n5 += 7;
-        let v10 = make(4);
-        ((v1, v2, n3, n4, n5, s6,), (n7, n8, n9, v10,),)
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(6, 4);
+        let mut n3 = total(&v1);
+        let _ = v1;
+        let mut n4 = add(n2, n3);
+        let _ = v1;
+        let mut n5 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        let p6 = { let a = n4; Pair { a, v: v1 } };
+        let mut v7 = make(3);
+        let n8 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n9 = add(n2, n5);
+        let n10 = v7.into_iter().map(|x| x + 1).sum::<u64>();
+        let v11 = make(0);
+        ((n2, n3, n4, n5, p6, n8,), (n9, n10, v11,),)
     };
 }
 
 #[test]
 fn program_030() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(8, 3);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, s3, n4,),)
+    check! { count, log;
+        let v1 = make(2);
+        let mut n2 = add(6, 6);
+        let n3 = total(&v1);
+        let p4 = { let a = n3; Pair { a, v: v1 } };
+        let mut v5 = make(5);
+        ((n2, n3, p4, v5,),)
     };
 }
 
 #[test]
 fn program_031() {
-    check! {
-        let mut v1 = make(6);
-        let n2 = add(2, 8);
-        push(&mut v1, n2);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let n6 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        let v7 = make(4);
-        let mut n8 = total(&v7);
-        let n9 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + 7;
-        let n10 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        ((v1, n2, n3, n4, n5, n6,), (v7, n8, n9, n10,),)
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(6, 5);
+        let mut n3 = total(&v1);
+        let mut n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_032() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(3, 7);
-        let mut n3 = total(&v1);
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(5);
-        let n6 = [1_u64, 2, 3].iter().map(|v5| v5 * 2).sum::<u64>() + 5;
-        let mut n7 = total(&v5);
-        let mut v8 = make(5);
-        let mut n9 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let mut n10 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n4, n6, n7, v8,), (n9, n10,),)
+    check! { count, log;
+        let mut v1 = make(6);
+        let n2 = add(8, 6);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_033() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(3, 3);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = if n3 % 2 == 0 { n3 } else { n3 + 1 };
-        n4 += n4;
-        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
-        ((v1, n2, n3, n4, n5,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let mut n2 = add(8, 5);
+        let mut p3 = { let a = n2; Pair { a, v: v1 } };
+        let v4 = make(0);
+        let v5 = make(1);
+        let n6 = v5.into_iter().map(|x| x + 1).sum::<u64>();
+        n2 += n2;
+        let _ = v4;
+        v1 = make(3);
+        ((v1, n2, p3, v4, n6,),)
     };
 }
 
 #[test]
 fn program_034() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(8, 8);
-        let mut n3 = add(n2, n2);
-        let n4 = if n3 % 2 == 0 { n3 } else { n3 + 1 };
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(5, 1);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
         ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_035() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(1, 5);
-        let n3 = add(n2, n2);
-        let mut n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(1);
-        let mut n6 = total(&v5);
-        let n7 = total(&v5);
-        let mut n8 = if n6 % 2 == 0 { n4 } else { n4 + 1 };
-        n8 += n8;
-        let mut n9 = total(&v5);
-        let p10 = { let a = n6; Pair { a, v: v5 } };
-        let mut v11 = make(3);
-        ((n2, n3, n4, n6, n7, n8,), (n9, p10, v11,),)
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(7, 6);
+        let n3 = total(&v1);
+        let mut n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let mut n5 = if n3 % 2 == 0 { 1 } else { n2 + 1 };
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_036() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(5, 2);
-        let mut p3 = { let a = n2; Pair { a, v: v1 } };
-        let v4 = make(3);
-        let mut n5 = total(&v4);
-        let mut n6 = p3.a + p3.v.len() as u64;
-        let mut v7 = make(4);
-        ((n2, p3, v4, n5, n6, v7,),)
+    check! { count, log;
+        let mut v1 = make(1);
+        let mut n2 = add(7, 8);
+        push(&mut v1, n2);
+        let mut n3 = total(&v1);
+        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
+        let mut n5 = total(&v1);
+        let n6 = { let n5 = 7_u64; n5 + 1 } + n5;
+        let v7 = make(2);
+        ((v1, n2, n3, n4, n5, n6,), (v7,),)
     };
 }
 
 #[test]
 fn program_037() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(7, 7);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 3;
-        let n5 = if n4 % 2 == 0 { n4 } else { n4 + 1 };
-        let n6 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,),)
+    check! { count, log;
+        let v1 = make(3);
+        let mut v2 = make(5);
+        let mut n3 = add(2, 6);
+        push(&mut log, n3);
+        n3 += n3;
+        let mut n4 = total(&v2);
+        let mut n5 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n3;
+        let mut n6 = v2.into_iter().map(|x| x + 1).sum::<u64>();
+        let n7 = matches!(maybe(n6), Some(x) if x != n6) as u64 + n6;
+        let _ = v1;
+        let mut s8 = format!("{n4}-{:?}-{n4:>3}", v1);
+        let mut s9 = format!("{n7}-{:?}-{n7:>3}", v1);
+        n3 += n6;
+        ((v1, n3, n4, n5, n6, n7,), (s8, s9,),)
     };
 }
 
 #[test]
 fn program_038() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(8, 3);
-        let mut n3 = total(&v1);
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(4);
-        let n6 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n7 = total(&v5);
-        n3 += 4;
-        let mut p8 = { let a = n3; Pair { a, v: v5 } };
-        ((n2, n3, n4, n6, n7, p8,),)
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(4, 8);
+        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = total(&v1);
+        let mut n5 = total(&v1);
+        n3 += n2;
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_039() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(3, 5);
-        let v3 = make(1);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let mut s5 = format!("{n2}-{:?}-{n2:>3}", v3);
-        let f6 = move || n2 * 3;
-        let mut p7 = { let a = n2; Pair { a, v: v3 } };
-        ((n2, p4, s5, p7,),)
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(3, 6);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let n6 = total(&v1);
+        let mut n7 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
+        let mut n8 = total(&v1);
+        let mut n9 = total(&v1);
+        let n10 = [1_u64, 2, 3].iter().map(|n7| n7 * 2).sum::<u64>() + n6;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10,),)
     };
 }
 
 #[test]
 fn program_040() {
-    check! {
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(6, 2);
+        let mut v3 = make(4);
+        let v4 = make(5);
+        let v5 = make(6);
+        let f6 = move || n2 * 3;
+        let n7 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n8 = total(&v1);
+        let n9 = total(&v3);
+        let mut n10 = if n9 % 2 == 0 { n8 } else { n8 + 1 };
+        let _ = v5;
+        ((v1, n2, v3, v4, v5, n7,), (n8, n9, n10,),)
+    };
+}
+
+#[test]
+fn program_041() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(1, 1);
+        let n3 = if n2 % 2 == 0 { 4 } else { 6 + 1 };
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        push(&mut v1, n3);
+        let mut n5 = if n2 % 2 == 0 { n4 } else { n3 + 1 };
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_042() {
+    check! { count, log;
+        let v1 = make(4);
+        let mut n2 = add(8, 4);
+        count += 3;
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        ((v1, n2, n3,),)
+    };
+}
+
+#[test]
+fn program_043() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let mut n2 = add(8, 5);
+        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n5 = total(&v1);
+        let _ = v1;
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_044() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(8, 3);
+        let mut n3 = total(&v1);
+        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v5 = make(4);
+        let n6 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        let mut n7 = if n3 % 2 == 0 { n6 } else { n2 + 1 };
+        let p8 = { let a = n3; Pair { a, v: v5 } };
+        let mut v9 = make(0);
+        ((n2, n3, n4, n6, n7, p8,), (v9,),)
+    };
+}
+
+#[test]
+fn program_045() {
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(6, 3);
+        let mut p3 = { let a = n2; Pair { a, v: v1 } };
+        let mut v4 = make(0);
+        let mut n5 = total(&v4);
+        let f6 = move || n2 * 3;
+        let mut p7 = { let a = n2; Pair { a, v: v4 } };
+        ((n2, p3, n5, p7,),)
+    };
+}
+
+#[test]
+fn program_046() {
+    check! { count, log;
         let v1 = make(4);
         let mut n2 = add(5, 1);
         let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
@@ -716,1492 +779,1526 @@ fn program_040() {
 }
 
 #[test]
-fn program_041() {
-    check! {
+fn program_047() {
+    check! { count, log;
         let v1 = make(5);
         let n2 = add(3, 3);
-        let mut n3 = total(&v1);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n5 = total(&v1);
-        let n6 = if n3 % 2 == 0 { n4 } else { n4 + 1 };
-        let mut n7 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n3;
+        let mut n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let s6 = format!("{n4}-{:?}-{n4:>3}", v1);
+        let n7 = { let n5 = 7_u64; n5 + 1 } + n5;
+        ((v1, n2, n3, n4, n5, s6,), (n7,),)
     };
 }
 
 #[test]
-fn program_042() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(6, 5);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
+fn program_048() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let mut n2 = add(1, 6);
+        let n3 = add(n2, 8);
+        let n4 = total(&v1);
         let mut n5 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n2;
         let n6 = add(n2, n4);
         let n7 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
         let n8 = total(&v1);
         let n9 = total(&v1);
         let v10 = make(1);
-        let n11 = total(&v1);
-        let mut n12 = total(&v1);
-        let mut s13 = format!("{n2}-{:?}-{n2:>3}", v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, v10, n11, n12,), (s13,),)
-    };
-}
-
-#[test]
-fn program_043() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(5, 6);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let n6 = total(&v1);
-        let n7 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let mut v8 = make(4);
-        let p9 = { let a = n4; Pair { a, v: v8 } };
-        v8 = make(3);
-        ((v1, n2, s3, n4, n5, n6,), (n7, v8, p9,),)
-    };
-}
-
-#[test]
-fn program_044() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(6, 5);
-        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        let n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let n5 = total(&v1);
-        push(&mut v1, n4);
-        let f6 = move || n4 * 3;
-        let mut n7 = total(&v1);
-        let mut n8 = total(&v1);
-        n7 += n5;
-        let n9 = { let n3 = 7_u64; n3 + 1 } + n3;
-        let n10 = { let n5 = 7_u64; n5 + 1 } + n5;
-        let mut n11 = f6();
-        ((v1, n2, n3, n4, n5, n7,), (n8, n9, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_045() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(6, 4);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let p4 = { let a = n3; Pair { a, v: v1 } };
-        let mut v5 = make(6);
-        let n6 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n7 = total(&v5);
-        let p8 = { let a = 8; Pair { a, v: v5 } };
-        let v9 = make(5);
-        let n10 = p4.a + p4.v.len() as u64;
-        let n11 = [1_u64, 2, 3].iter().map(|n7| n7 * 2).sum::<u64>() + 1;
-        n7 += n11;
-        ((n2, n3, p4, n6, n7, p8,), (v9, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_046() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(5, 1);
-        let mut n3 = total(&v1);
-        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n5 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 7;
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_047() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(6, 3);
-        let n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let s4 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let mut p5 = { let a = n2; Pair { a, v: v1 } };
-        let mut v6 = make(6);
-        let s7 = format!("{n3}-{:?}-{n3:>3}", v6);
-        let v8 = make(3);
-        ((n2, n3, s4, p5, v6, s7,), (v8,),)
-    };
-}
-
-#[test]
-fn program_048() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(5, 7);
-        let mut n3 = total(&v1);
-        let mut n4 = total(&v1);
-        n4 += 5;
-        let n5 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n2;
-        let v6 = make(5);
-        n3 += n3;
-        let mut n7 = total(&v6);
-        let n8 = add(n7, 2);
-        let f9 = move || n3 * 3;
-        let mut n10 = { let n4 = 7_u64; n4 + 1 } + n4;
-        ((v1, n2, n3, n4, n5, v6,), (n7, n8, n10,),)
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, v10,),)
     };
 }
 
 #[test]
 fn program_049() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(7, 3);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v4 = make(3);
-        let n5 = total(&v4);
-        let n6 = add(1, n2);
-        let mut n7 = total(&v4);
-        let n8 = total(&v4);
-        let f9 = move || n8 * 3;
-        let mut n10 = total(&v4);
-        let mut n11 = if n10 % 2 == 0 { n5 } else { n7 + 1 };
-        let mut p12 = { let a = n6; Pair { a, v: v4 } };
-        ((n2, n3, n5, n6, n7, n8,), (n10, n11, p12,),)
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(2, 4);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        n2 += n2;
+        let p4 = { let a = 1; Pair { a, v: v1 } };
+        let v5 = make(0);
+        n2 += n2;
+        count += n2;
+        let _ = v5;
+        let p6 = { let a = n2; Pair { a, v: v5 } };
+        let mut v7 = make(3);
+        push(&mut log, n2);
+        ((n2, s3, p4, p6, v7,),)
     };
 }
 
 #[test]
 fn program_050() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(4, 8);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let mut n6 = add(n4, n4);
-        let mut n7 = { let n6 = 7_u64; n6 + 1 } + n6;
-        let n8 = total(&v1);
-        let mut s9 = format!("{n6}-{:?}-{n6:>3}", v1);
-        let mut n10 = match maybe(n8) { Some(n8) => n8 + 1, None => n8 } + n8;
-        let mut n11 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, s9, n10, n11,),)
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(7, 4);
+        let n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
+        let mut s4 = format!("{n3}-{:?}-{n3:>3}", v1);
+        ((v1, n2, n3, s4,),)
     };
 }
 
 #[test]
 fn program_051() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(3, 7);
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(6, 7);
+        count += n2;
         let n3 = total(&v1);
         let mut n4 = total(&v1);
-        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(3);
-        ((n2, n3, n4, n5, n6, v7,),)
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_052() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(1, 3);
-        let mut v3 = make(6);
-        let mut n4 = if n2 % 2 == 0 { 2 } else { n2 + 1 };
-        let n5 = total(&v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        v1 = make(1);
-        let v7 = make(3);
-        let p8 = { let a = n6; Pair { a, v: v7 } };
-        let n9 = if n4 % 2 == 0 { n4 } else { n6 + 1 };
-        let n10 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let mut n11 = total(&v1);
-        ((v1, n2, v3, n4, n5, n6,), (p8, n9, n10, n11,),)
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(4, 8);
+        let mut n3 = total(&v1);
+        let s4 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let mut n5 = total(&v1);
+        let mut n6 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
+        let n7 = [1_u64, 2, 3].iter().map(|s4| s4 * 2).sum::<u64>() + n5;
+        let n8 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n9 = { let n3 = 7_u64; n3 + 1 } + n3;
+        ((v1, n2, n3, s4, n5, n6,), (n7, n8, n9,),)
     };
 }
 
 #[test]
 fn program_053() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(7, 4);
-        let n3 = add(7, 7);
-        let n4 = total(&v1);
-        let n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        n2 += n4;
-        ((v1, n2, n3, n4, n5,),)
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(8, 3);
+        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let mut n4 = if n2 % 2 == 0 { 3 } else { 2 + 1 };
+        let mut v5 = make(2);
+        let n6 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        (n4, n3) = (n3, n4 + 1);
+        n3 += 4;
+        push(&mut v5, n6);
+        let mut n7 = if n3 % 2 == 0 { n3 } else { n6 + 1 };
+        let mut n8 = total(&log);
+        let v9 = join(v1, v5);
+        let mut s10 = format!("{n7}-{:?}-{n7:>3}", v9);
+        ((n2, n3, n4, n6, n7, n8,), (v9, s10,),)
     };
 }
 
 #[test]
 fn program_054() {
-    check! {
-        let mut v1 = make(4);
-        let n2 = add(8, 1);
-        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+    check! { count, log;
+        let v1 = make(2);
+        let mut n2 = add(7, 7);
+        let _ = v1;
+        n2 += n2;
+        let n3 = add(n2, 6);
+        let _ = v1;
         let n4 = total(&v1);
-        ((v1, n2, n3, n4,),)
+        let _ = v1;
+        let mut n5 = total(&v1);
+        let n6 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_055() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(4, 7);
-        let mut v3 = make(4);
-        let v4 = join(v3, v1);
-        let mut n5 = add(n2, n2);
-        v3 = make(2);
-        let n6 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let p7 = { let a = n2; Pair { a, v: v3 } };
-        let v8 = make(2);
-        let n9 = if n5 % 2 == 0 { n6 } else { n6 + 1 };
-        let n10 = if n6 % 2 == 0 { n2 } else { n6 + 1 };
-        let n11 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        ((n2, n5, n6, p7, v8, n9,), (n10, n11,),)
+    check! { count, log;
+        let mut v1 = make(1);
+        let mut n2 = add(7, 6);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v5 = make(1);
+        ((n2, s3, n4, v5,),)
     };
 }
 
 #[test]
 fn program_056() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(1, 6);
-        let f3 = move || n2 * 3;
-        let n4 = total(&v1);
-        let v5 = make(0);
-        let n6 = [1_u64, 2, 3].iter().map(|f3| f3 * 2).sum::<u64>() + n2;
-        let n7 = if n2 % 2 == 0 { n4 } else { n2 + 1 };
-        let mut n8 = total(&v1);
-        let mut n9 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        ((v1, n2, n4, v5, n6, n7,), (n8, n9,),)
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(3, 7);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n4 = total(&v1);
+        let mut v5 = make(1);
+        let n6 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
+        let mut n7 = v5.into_iter().map(|x| x + 1).sum::<u64>();
+        let n8 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        let n9 = matches!(maybe(n8), Some(x) if x != n8) as u64 + n8;
+        let mut s10 = format!("{n2}-{:?}-{n2:>3}", v1);
+        ((v1, n2, n3, n4, n6, n7,), (n8, n9, s10,),)
     };
 }
 
 #[test]
 fn program_057() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(5, 5);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let mut n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        ((v1, n2, s3, n4,),)
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(1, 4);
+        count += 3;
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let f5 = move || n4 * 3;
+        let mut n6 = total(&v1);
+        let n7 = if n4 % 2 == 0 { n6 } else { 5 + 1 };
+        let f8 = move || n6 * 3;
+        ((v1, n2, n3, n4, n6, n7,),)
     };
 }
 
 #[test]
 fn program_058() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(8, 2);
-        let n3 = total(&v1);
-        let n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        let n5 = total(&v1);
-        let f6 = move || n3 * 3;
-        let mut n7 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        let f8 = move || n5 * 3;
-        n7 += 1;
-        let n9 = [1_u64, 2, 3].iter().map(|n7| n7 * 2).sum::<u64>() + n7;
-        ((v1, n2, n3, n4, n5, n7,), (n9,),)
-    };
-}
-
-#[test]
-fn program_059() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(1, 6);
-        let mut n3 = total(&v1);
-        let mut n4 = if n2 % 2 == 0 { 6 } else { n3 + 1 };
-        let mut n5 = add(7, n4);
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_060() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(1, 3);
-        let mut n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let f4 = move || n3 * 3;
-        ((v1, n2, n3,),)
-    };
-}
-
-#[test]
-fn program_061() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(7, 5);
-        n2 += n2;
-        let mut n3 = if n2 % 2 == 0 { 6 } else { n2 + 1 };
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(7, 4);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
         let n4 = total(&v1);
         ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
-fn program_062() {
-    check! {
+fn program_059() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(1, 1);
+        let n3 = total(&v1);
+        let n4 = total(&v1);
+        let n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let mut n6 = total(&v1);
+        count += 2;
+        let mut n7 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n8 = if n7 % 2 == 0 { 3 } else { 7 + 1 };
+        n6 += 3;
+        let mut s9 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let mut n10 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        ((n2, n3, n4, n5, n6, n7,), (n8, s9, n10,),)
+    };
+}
+
+#[test]
+fn program_060() {
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(2, 4);
+        let n3 = total(&v1);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n5 = total(&v1);
+        let p6 = { let a = n2; Pair { a, v: v1 } };
+        let mut v7 = make(5);
+        ((n2, n3, n4, n5, p6, v7,),)
+    };
+}
+
+#[test]
+fn program_061() {
+    check! { count, log;
         let v1 = make(4);
-        let n2 = add(2, 3);
-        let n3 = if n2 % 2 == 0 { 2 } else { n2 + 1 };
-        let mut s4 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let p5 = { let a = n3; Pair { a, v: v1 } };
-        let v6 = make(2);
-        let n7 = v6.into_iter().map(|x| x + 1).sum::<u64>();
-        let v8 = make(1);
-        let s9 = format!("{n2}-{:?}-{n2:>3}", v8);
-        let n10 = total(&v8);
-        ((n2, n3, s4, p5, n7, v8,), (s9, n10,),)
+        let mut n2 = add(7, 6);
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = total(&v1);
+        let mut p5 = { let a = n4; Pair { a, v: v1 } };
+        ((n2, n3, n4, p5,),)
+    };
+}
+
+#[test]
+fn program_062() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(1, 7);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
+        push(&mut log, 1);
+        let n6 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + 7;
+        let n7 = total(&v1);
+        let n8 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        n4 += n6;
+        let mut n9 = total(&log);
+        let n10 = add(1, n8);
+        push(&mut v1, n3);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10,),)
     };
 }
 
 #[test]
 fn program_063() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(8, 2);
-        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(4);
-        let n6 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let n7 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n8 = total(&v5);
-        let n9 = add(1, n3);
-        let mut n10 = total(&v5);
-        let n11 = if n10 % 2 == 0 { n3 } else { n10 + 1 };
-        ((n2, n3, n4, v5, n6, n7,), (n8, n9, n10, n11,),)
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(7, 7);
+        let n3 = total(&v1);
+        push(&mut log, 5);
+        let n4 = total(&v1);
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_064() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(3, 2);
-        n2 += n2;
-        let n3 = total(&v1);
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(1, 5);
+        let mut n3 = total(&v1);
+        count += n3;
+        push(&mut v1, n2);
+        n3 += 5;
+        push(&mut v1, n3);
+        push(&mut v1, 6);
+        let f4 = move || n2 * 3;
         ((v1, n2, n3,),)
     };
 }
 
 #[test]
 fn program_065() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(3, 4);
-        let v3 = make(3);
-        let mut n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut p5 = { let a = n2; Pair { a, v: v1 } };
-        let n6 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let n7 = v3.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v8 = make(2);
-        let mut n9 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n2;
-        let n10 = { let n7 = 7_u64; n7 + 1 } + n7;
-        let mut n11 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
-        ((n2, n4, p5, n6, n7, v8,), (n9, n10, n11,),)
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(7, 2);
+        let n3 = total(&v1);
+        let p4 = { let a = 6; Pair { a, v: v1 } };
+        let mut v5 = make(3);
+        let p6 = { let a = 1; Pair { a, v: v5 } };
+        ((n2, n3, p4, p6,),)
     };
 }
 
 #[test]
 fn program_066() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(4, 3);
-        let n3 = total(&v1);
-        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n3;
-        let mut n5 = total(&v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(0);
-        n5 += n6;
-        let mut n8 = total(&v7);
-        let mut v9 = make(3);
-        let mut n10 = v9.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut n11 = add(n8, n5);
-        let mut n12 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        ((n2, n3, n4, n5, n6, v7,), (n8, n10, n11, n12,),)
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(5, 8);
+        let mut n3 = total(&v1);
+        let _ = v1;
+        n2 += n2;
+        ((v1, n2, n3,),)
     };
 }
 
 #[test]
 fn program_067() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(1, 8);
-        let mut n3 = total(&v1);
-        let f4 = move || n3 * 3;
-        let mut n5 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
-        let f6 = move || n3 * 3;
-        let f7 = move || n2 * 3;
-        let n8 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n9 = f7();
-        let mut p10 = { let a = n8; Pair { a, v: v1 } };
-        ((n2, n3, n5, n8, n9, p10,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(5, 3);
+        push(&mut log, n2);
+        let n3 = total(&v1);
+        ((v1, n2, n3,),)
     };
 }
 
 #[test]
 fn program_068() {
-    check! {
-        let v1 = make(1);
-        let mut n2 = add(4, 3);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(0);
-        ((n2, n3, v4,),)
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(8, 4);
+        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let mut n4 = add(n2, 2);
+        let mut n5 = total(&v1);
+        let mut n6 = total(&v1);
+        let mut p7 = { let a = 5; Pair { a, v: v1 } };
+        let v8 = make(6);
+        let n9 = total(&v8);
+        ((n2, s3, n4, n5, n6, p7,), (v8, n9,),)
     };
 }
 
 #[test]
 fn program_069() {
-    check! {
-        let mut v1 = make(4);
-        let n2 = add(3, 4);
-        let n3 = add(4, n2);
-        let v4 = make(6);
-        let mut v5 = make(3);
-        let mut v6 = join(v1, v4);
-        let v7 = join(v5, v6);
-        let n8 = add(2, n2);
-        let mut n9 = total(&v7);
-        let n10 = add(n8, 4);
-        ((n2, n3, v7, n8, n9, n10,),)
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(6, 3);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        n2 += 6;
+        let n4 = total(&v1);
+        let mut n5 = if n4 % 2 == 0 { n4 } else { n2 + 1 };
+        let mut n6 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        let n7 = total(&v1);
+        let s8 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let _ = v1;
+        let n9 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + n4;
+        let mut s10 = format!("{n9}-{:?}-{n9:>3}", v1);
+        ((v1, n2, s3, n4, n5, n6,), (n7, s8, n9, s10,),)
     };
 }
 
 #[test]
 fn program_070() {
-    check! {
+    check! { count, log;
         let v1 = make(0);
-        let v2 = make(2);
-        let n3 = add(4, 4);
-        let mut n4 = add(7, 3);
-        let n5 = total(&v1);
-        let v6 = join(v1, v2);
-        let p7 = { let a = 1; Pair { a, v: v6 } };
-        ((n3, n4, n5, p7,),)
+        let mut n2 = add(7, 7);
+        let n3 = total(&v1);
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v6 = make(2);
+        let mut s7 = format!("{n2}-{:?}-{n2:>3}", v6);
+        let n8 = total(&log);
+        count += n3;
+        let mut s9 = format!("{n5}-{:?}-{n5:>3}", v6);
+        let mut n10 = { let n4 = 7_u64; n4 + 1 } + n4;
+        let n11 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let n12 = [1_u64, 2, 3].iter().map(|n8| n8 * 2).sum::<u64>() + n2;
+        ((n2, n3, n4, n5, v6, s7,), (n8, s9, n10, n11, n12,),)
     };
 }
 
 #[test]
 fn program_071() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(7, 6);
-        let n3 = total(&v1);
-        let mut n4 = total(&v1);
-        let mut p5 = { let a = n2; Pair { a, v: v1 } };
-        let mut v6 = make(2);
-        let n7 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n4;
-        let n8 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let s9 = format!("{n8}-{:?}-{n8:>3}", v6);
-        ((n2, n3, n4, p5, v6, n7,), (n8, s9,),)
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(6, 5);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n4 = if n3 % 2 == 0 { n3 } else { n3 + 1 };
+        let n5 = total(&v1);
+        let mut n6 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n5;
+        let _ = v1;
+        let mut n7 = matches!(maybe(n6), Some(x) if x != n6) as u64 + n6;
+        let f8 = move || n6 * 3;
+        let mut n9 = matches!(maybe(n5), Some(x) if x != n5) as u64 + n5;
+        let mut n10 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n9, n10,),)
     };
 }
 
 #[test]
 fn program_072() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(4, 4);
-        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        let n4 = if n2 % 2 == 0 { n3 } else { n2 + 1 };
-        let n5 = add(n2, n3);
-        let n6 = if n2 % 2 == 0 { 3 } else { n3 + 1 };
-        let f7 = move || n5 * 3;
-        let f8 = move || n5 * 3;
-        let n9 = f7();
-        let mut p10 = { let a = n6; Pair { a, v: v1 } };
-        let v11 = make(5);
-        let n12 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        let n13 = total(&v11);
-        ((n2, n3, n4, n5, n6, n9,), (p10, v11, n12, n13,),)
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(2, 5);
+        let n3 = total(&v1);
+        let n4 = total(&v1);
+        count += n4;
+        let n5 = total(&v1);
+        let n6 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let v7 = make(3);
+        ((v1, n2, n3, n4, n5, n6,), (v7,),)
     };
 }
 
 #[test]
 fn program_073() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(6, 8);
-        let mut n3 = add(n2, n2);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let mut v5 = make(3);
-        let mut n6 = if n2 % 2 == 0 { n3 } else { n2 + 1 };
-        let mut n7 = add(n6, 1);
-        n6 += n3;
-        let p8 = { let a = n3; Pair { a, v: v5 } };
-        let mut v9 = make(0);
-        let n10 = if n3 % 2 == 0 { n3 } else { n6 + 1 };
-        let n11 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
-        ((n2, n3, p4, n6, n7, p8,), (v9, n10, n11,),)
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(5, 2);
+        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v5 = make(2);
+        let n6 = total(&v5);
+        let mut n7 = total(&v5);
+        let n8 = total(&v5);
+        push(&mut v5, n8);
+        let n9 = { let n6 = 7_u64; n6 + 1 } + n6;
+        let n10 = v5.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v11 = make(0);
+        ((n2, n3, n4, n6, n7, n8,), (n9, n10, v11,),)
     };
 }
 
 #[test]
 fn program_074() {
-    check! {
-        let mut v1 = make(6);
-        let mut n2 = add(5, 4);
-        let n3 = total(&v1);
-        let p4 = { let a = n3; Pair { a, v: v1 } };
-        let v5 = make(4);
-        v1 = make(3);
-        let mut n6 = total(&v1);
-        let n7 = [1_u64, 2, 3].iter().map(|p4| p4 * 2).sum::<u64>() + n3;
-        push(&mut v1, n3);
-        let n8 = p4.a + p4.v.len() as u64;
-        push(&mut v1, 7);
-        let mut n9 = { let n3 = 7_u64; n3 + 1 } + n3;
-        ((v1, n2, n3, p4, v5, n6,), (n7, n8, n9,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(8, 3);
+        let mut n3 = total(&v1);
+        let mut n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let n5 = add(count, 3);
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_075() {
-    check! {
-        let mut v1 = make(1);
-        let v2 = make(2);
-        let n3 = add(3, 1);
-        let n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 4;
-        ((v1, v2, n3, n4,),)
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(7, 2);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut p4 = { let a = n2; Pair { a, v: v1 } };
+        ((n2, n3, p4,),)
     };
 }
 
 #[test]
 fn program_076() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(8, 3);
-        let f3 = move || n2 * 3;
-        let f4 = move || n2 * 3;
-        let mut n5 = total(&v1);
-        let n6 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 3;
-        let mut n7 = { let n6 = 7_u64; n6 + 1 } + n6;
-        let mut s8 = format!("{n5}-{:?}-{n5:>3}", v1);
-        ((v1, n2, n5, n6, n7, s8,),)
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(8, 1);
+        let v3 = make(0);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let f5 = move || n4 * 3;
+        let mut n6 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n4;
+        let f7 = move || n4 * 3;
+        let f8 = move || n2 * 3;
+        let n9 = { let n2 = 7_u64; n2 + 1 } + n2;
+        ((v1, n2, v3, n4, n6, n9,),)
     };
 }
 
 #[test]
 fn program_077() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(1, 1);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let mut n6 = if n4 % 2 == 0 { n3 } else { n2 + 1 };
-        let s7 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let mut n8 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let n9 = total(&v1);
-        let mut n10 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (s7, n8, n9, n10,),)
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(1, 5);
+        let mut n3 = total(&v1);
+        let f4 = move || n3 * 3;
+        let n5 = total(&log);
+        count += n3;
+        let n6 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let n7 = total(&v1);
+        let n8 = total(&log);
+        ((v1, n2, n3, n5, n6, n7,), (n8,),)
     };
 }
 
 #[test]
 fn program_078() {
-    check! {
-        let mut v1 = make(6);
-        let mut n2 = add(1, 3);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n5 = total(&v1);
-        let n6 = if n2 % 2 == 0 { n2 } else { 8 + 1 };
-        let n7 = if n2 % 2 == 0 { n6 } else { n2 + 1 };
-        let n8 = add(n4, n5);
-        n2 += n4;
-        let v9 = make(2);
-        let mut v10 = make(1);
-        let mut n11 = { let n6 = 7_u64; n6 + 1 } + n6;
-        let mut n12 = total(&v10);
-        ((v1, n2, s3, n4, n5, n6,), (n7, n8, v9, v10, n11, n12,),)
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(5, 7);
+        let mut n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let mut n5 = if n3 % 2 == 0 { n4 } else { 4 + 1 };
+        let n6 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n5;
+        let n7 = add(2, n2);
+        let mut n8 = total(&v1);
+        let mut n9 = add(n4, 6);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9,),)
     };
 }
 
 #[test]
 fn program_079() {
-    check! {
-        let mut v1 = make(4);
-        let n2 = add(7, 7);
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(6, 6);
         let mut n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = if n2 % 2 == 0 { n4 } else { n3 + 1 };
-        let mut n6 = total(&v1);
-        let n7 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let mut n8 = total(&v1);
-        push(&mut v1, n6);
-        let n9 = match maybe(n6) { Some(n6) => n6 + 1, None => n6 } + n6;
-        let mut p10 = { let a = n8; Pair { a, v: v1 } };
-        ((n2, n3, n4, n5, n6, n7,), (n8, n9, p10,),)
+        let mut n4 = total(&v1);
+        let mut n5 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + 3;
+        let n6 = total(&v1);
+        let n7 = total(&v1);
+        let n8 = total(&v1);
+        push(&mut v1, 6);
+        let n9 = [1_u64, 2, 3].iter().map(|n7| n7 * 2).sum::<u64>() + n7;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9,),)
     };
 }
 
 #[test]
 fn program_080() {
-    check! {
-        let v1 = make(4);
-        let mut v2 = make(6);
-        let mut n3 = add(8, 2);
-        let mut n4 = add(n3, n3);
-        let v5 = make(6);
-        let f6 = move || n4 * 3;
-        ((v1, v2, n3, n4, v5,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let mut n2 = add(7, 1);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n5 = total(&v1);
+        let n6 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + n4;
+        n5 += n4;
+        let mut n7 = total(&log);
+        let mut n8 = { let n6 = 7_u64; n6 + 1 } + n6;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
     };
 }
 
 #[test]
 fn program_081() {
-    check! {
+    check! { count, log;
         let v1 = make(3);
-        let n2 = add(2, 5);
-        let mut n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = total(&v1);
-        let n6 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v8 = make(0);
-        let n9 = total(&v8);
-        push(&mut v8, 8);
-        ((n2, n3, n4, n5, n6, n7,), (v8, n9,),)
+        let mut n2 = add(3, 4);
+        let n3 = if n2 % 2 == 0 { n2 } else { 1 + 1 };
+        let p4 = { let a = n2; Pair { a, v: v1 } };
+        let mut v5 = make(1);
+        let n6 = total(&v5);
+        let f7 = move || n3 * 3;
+        let _ = v5;
+        let n8 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut p9 = { let a = n6; Pair { a, v: v5 } };
+        ((n2, n3, p4, n6, n8, p9,),)
     };
 }
 
 #[test]
 fn program_082() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(3, 2);
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(7, 8);
+        count += 8;
         let n3 = total(&v1);
-        let mut n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
-        let n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let p6 = { let a = 8; Pair { a, v: v1 } };
-        ((n2, n3, n4, n5, p6,),)
+        let mut p4 = { let a = n2; Pair { a, v: v1 } };
+        let v5 = make(4);
+        let mut s6 = format!("{n3}-{:?}-{n3:>3}", v5);
+        let mut n7 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let mut n8 = if n7 % 2 == 0 { n7 } else { n2 + 1 };
+        let n9 = total(&v5);
+        let _ = v5;
+        let n10 = if n2 % 2 == 0 { n2 } else { n9 + 1 };
+        ((n2, n3, p4, v5, s6, n7,), (n8, n9, n10,),)
     };
 }
 
 #[test]
 fn program_083() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(6, 2);
-        let n3 = total(&v1);
-        let f4 = move || n2 * 3;
-        let n5 = f4();
-        let n6 = add(n3, n5);
-        let mut v7 = make(0);
-        ((v1, n2, n3, n5, n6, v7,),)
+    check! { count, log;
+        let mut v1 = make(6);
+        let n2 = add(4, 8);
+        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n4 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let _ = v1;
+        let n5 = if n4 % 2 == 0 { n3 } else { n3 + 1 };
+        let n6 = if n2 % 2 == 0 { n3 } else { n4 + 1 };
+        let n7 = total(&v1);
+        let s8 = format!("{n2}-{:?}-{n2:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, s8,),)
     };
 }
 
 #[test]
 fn program_084() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(5, 4);
-        let f3 = move || n2 * 3;
-        let mut n4 = total(&v1);
-        let n5 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
-        let n6 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        ((v1, n2, n4, n5, n6,),)
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(7, 2);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let p4 = { let a = n3; Pair { a, v: v1 } };
+        let v5 = make(6);
+        let mut p6 = { let a = 5; Pair { a, v: v5 } };
+        let v7 = make(2);
+        let n8 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n9 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        n9 += n3;
+        ((n2, n3, p4, p6, v7, n8,), (n9,),)
     };
 }
 
 #[test]
 fn program_085() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(3, 6);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(3);
-        let f5 = move || n3 * 3;
-        ((n2, n3, v4,),)
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(2, 5);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        ((v1, n2, s3, n4,),)
     };
 }
 
 #[test]
 fn program_086() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(5, 3);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n4 = add(n2, n2);
-        let n5 = total(&v1);
-        ((v1, n2, n3, n4, n5,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(1, 1);
+        push(&mut log, n2);
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        n3 += 1;
+        let mut n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n5 = total(&v1);
+        let mut n6 = { let n4 = 7_u64; n4 + 1 } + n4;
+        let s7 = format!("{n6}-{:?}-{n6:>3}", v1);
+        let mut n8 = if n5 % 2 == 0 { 2 } else { n6 + 1 };
+        let _ = v1;
+        let v9 = make(6);
+        n4 += n8;
+        ((v1, n2, n3, n4, n5, n6,), (s7, n8, v9,),)
     };
 }
 
 #[test]
 fn program_087() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(5, 8);
-        let f3 = move || n2 * 3;
-        let s4 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n5 = total(&v1);
-        ((v1, n2, s4, n5,),)
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(4, 5);
+        let mut n3 = add(count, n2);
+        n3 += n3;
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n5 = total(&v1);
+        count += n4;
+        let mut n6 = total(&v1);
+        let v7 = make(6);
+        let mut n8 = total(&v1);
+        let v9 = make(2);
+        ((v1, n2, n3, n4, n5, n6,), (v7, n8, v9,),)
     };
 }
 
 #[test]
 fn program_088() {
-    check! {
-        let v1 = make(4);
-        let mut n2 = add(7, 1);
-        let mut n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n5 = total(&v1);
-        let mut n6 = total(&v1);
-        let v7 = make(6);
-        let n8 = total(&v1);
-        let mut n9 = total(&v7);
-        ((v1, n2, n3, n4, n5, n6,), (v7, n8, n9,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let mut n2 = add(8, 3);
+        push(&mut v1, n2);
+        let n3 = add(n2, n2);
+        n2 += n2;
+        let _ = v1;
+        ((v1, n2, n3,),)
     };
 }
 
 #[test]
 fn program_089() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(5, 7);
-        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n4 = total(&v1);
+    check! { count, log;
+        let mut v1 = make(4);
+        let v2 = make(6);
+        let n3 = add(4, 4);
+        let n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n3;
         let n5 = total(&v1);
-        ((v1, n2, n3, n4, n5,),)
+        let n6 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        ((v1, v2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_090() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(5, 7);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = total(&v1);
-        let n5 = total(&v1);
-        let n6 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n4;
-        let n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v8 = make(1);
-        ((n2, n3, n4, n5, n6, n7,), (v8,),)
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(2, 4);
+        let n3 = add(count, n2);
+        let p4 = { let a = n3; Pair { a, v: v1 } };
+        let mut v5 = make(3);
+        let n6 = total(&v5);
+        let s7 = format!("{n6}-{:?}-{n6:>3}", v5);
+        let n8 = match maybe(n6) { Some(n6) => n6 + 1, None => n6 } + n6;
+        let mut p9 = { let a = n8; Pair { a, v: v5 } };
+        let v10 = make(2);
+        let n11 = p4.a + p4.v.len() as u64;
+        let n12 = add(1, 7);
+        ((n2, n3, p4, n6, s7, n8,), (p9, v10, n11, n12,),)
     };
 }
 
 #[test]
 fn program_091() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(3, 4);
-        let n3 = total(&v1);
-        let s4 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let f5 = move || n3 * 3;
-        let f6 = move || n2 * 3;
-        let n7 = total(&v1);
-        let s8 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let f9 = move || n2 * 3;
-        push(&mut v1, n3);
-        ((v1, n2, n3, s4, n7, s8,),)
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(5, 5);
+        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = total(&v1);
+        let n5 = add(n4, n4);
+        let n6 = total(&v1);
+        count += n5;
+        let n7 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
+        let n8 = if n2 % 2 == 0 { 5 } else { n4 + 1 };
+        let n9 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + n4;
+        let mut n10 = total(&v1);
+        let f11 = move || n7 * 3;
+        let v12 = make(0);
+        ((v1, n2, s3, n4, n5, n6,), (n7, n8, n9, n10, v12,),)
     };
 }
 
 #[test]
 fn program_092() {
-    check! {
-        let mut v1 = make(0);
-        let mut n2 = add(5, 1);
-        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        n2 += n3;
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(6, 8);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
         let mut n4 = total(&v1);
-        let s5 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(1);
-        let n8 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + 8;
-        let f9 = move || n2 * 3;
-        let mut s10 = format!("{n4}-{:?}-{n4:>3}", v7);
-        let p11 = { let a = n2; Pair { a, v: v7 } };
-        ((n2, n3, n4, s5, n6, n8,), (s10, p11,),)
+        let f5 = move || n3 * 3;
+        let v6 = make(4);
+        let mut v7 = join(v6, v1);
+        let mut v8 = make(6);
+        let _ = v8;
+        let _ = v8;
+        let v9 = make(6);
+        let n10 = add(n2, n4);
+        let _ = v8;
+        ((n2, n3, n4, v7, v8, v9,), (n10,),)
     };
 }
 
 #[test]
 fn program_093() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(8, 2);
-        let n3 = total(&v1);
-        let mut n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let n6 = total(&v1);
-        let n7 = total(&v1);
-        let n8 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n9 = add(7, n4);
-        let mut n10 = total(&v1);
-        let f11 = move || n10 * 3;
-        push(&mut v1, n6);
-        let mut n12 = add(n4, 1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, n12,),)
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(2, 4);
+        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(3);
+        let mut n5 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let n6 = total(&v4);
+        let mut n7 = total(&v4);
+        let n8 = total(&v4);
+        ((n2, n3, v4, n5, n6, n7,), (n8,),)
     };
 }
 
 #[test]
 fn program_094() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(2, 6);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(3);
-        ((n2, n3, v4,),)
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(7, 1);
+        let _ = v1;
+        push(&mut log, n2);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
+        n4 += n5;
+        let f6 = move || n2 * 3;
+        let s7 = format!("{n3}-{:?}-{n3:>3}", v1);
+        n4 += n5;
+        let mut n8 = total(&log);
+        let n9 = f6();
+        ((v1, n2, n3, n4, n5, s7,), (n8, n9,),)
     };
 }
 
 #[test]
 fn program_095() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(3, 7);
-        let mut n3 = total(&v1);
-        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        let n5 = total(&v1);
-        let n6 = add(n5, n2);
-        let n7 = total(&v1);
-        let mut n8 = total(&v1);
-        let mut n9 = total(&v1);
-        let n10 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + 6;
-        let n11 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n12 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + 2;
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, n11, n12,),)
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(2, 2);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(5);
+        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
+        let v6 = make(0);
+        let n7 = total(&v6);
+        let mut n8 = total(&v6);
+        let _ = v6;
+        ((n2, n3, n5, v6, n7, n8,),)
     };
 }
 
 #[test]
 fn program_096() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(1, 8);
-        let n3 = if n2 % 2 == 0 { n2 } else { 1 + 1 };
-        let mut n4 = add(n2, 2);
-        push(&mut v1, n4);
-        let n5 = { let n3 = 7_u64; n3 + 1 } + n3;
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(1, 3);
+        let mut n3 = total(&v1);
+        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
+        let mut n5 = total(&v1);
         let n6 = total(&v1);
-        let n7 = if n3 % 2 == 0 { 4 } else { n3 + 1 };
-        let n8 = if n7 % 2 == 0 { 3 } else { n4 + 1 };
-        let n9 = total(&v1);
-        let n10 = { let n7 = 7_u64; n7 + 1 } + n7;
-        let n11 = if let Some(x) = maybe(n9) { x } else { n9 * 2 };
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, n11,),)
+        ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_097() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(1, 7);
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(5, 5);
         let mut n3 = total(&v1);
-        let p4 = { let a = 8; Pair { a, v: v1 } };
-        let v5 = make(2);
-        let mut n6 = total(&v5);
-        n3 += n6;
-        n6 += 4;
-        let n7 = if n6 % 2 == 0 { n2 } else { 2 + 1 };
-        ((n2, n3, p4, v5, n6, n7,),)
+        let n4 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let mut n5 = add(6, 8);
+        let mut n6 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_098() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(3, 5);
-        let n3 = add(n2, n2);
-        let n4 = total(&v1);
-        n2 += n4;
-        let mut n5 = total(&v1);
-        let n6 = total(&v1);
-        let mut n7 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n8 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n6;
-        let n9 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n10 = add(n6, n6);
-        let mut s11 = format!("{n6}-{:?}-{n6:>3}", v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, s11,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let v2 = make(1);
+        let n3 = add(8, 6);
+        let n4 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let n5 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
+        let mut n6 = total(&v2);
+        let n7 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + 7;
+        let n8 = add(count, n3);
+        let n9 = add(count, n6);
+        ((v1, v2, n3, n4, n5, n6,), (n7, n8, n9,),)
     };
 }
 
 #[test]
 fn program_099() {
-    check! {
-        let mut v1 = make(4);
-        let n2 = add(7, 1);
-        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n5 = total(&v1);
-        let n6 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(8, 2);
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 8;
+        let mut n5 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let _ = v1;
+        push(&mut v1, 1);
+        count += n3;
+        push(&mut v1, n4);
+        let mut n6 = total(&v1);
         ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_100() {
-    check! {
-        let mut v1 = make(0);
-        let mut n2 = add(1, 7);
-        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n4 = total(&v1);
-        n4 += n2;
-        let n5 = total(&v1);
-        let p6 = { let a = 1; Pair { a, v: v1 } };
-        let v7 = make(1);
-        let n8 = total(&v7);
-        let n9 = add(n4, n3);
-        let f10 = move || n3 * 3;
-        ((n2, n3, n4, n5, p6, v7,), (n8, n9,),)
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(5, 6);
+        push(&mut v1, n2);
+        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        push(&mut v1, 2);
+        let n5 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        n3 += n3;
+        push(&mut log, 1);
+        let n6 = if n2 % 2 == 0 { 5 } else { n5 + 1 };
+        ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_101() {
-    check! {
-        let mut v1 = make(6);
-        let mut n2 = add(4, 5);
-        let mut n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n5 = if n4 % 2 == 0 { n4 } else { n4 + 1 };
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v7 = make(0);
-        v1 = make(1);
-        let mut n8 = { let n3 = 7_u64; n3 + 1 } + n3;
-        let mut n9 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n10 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n4, n5, n6, v7,), (n8, n9, n10,),)
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(8, 5);
+        let mut n3 = total(&log);
+        let mut n4 = if n2 % 2 == 0 { 2 } else { n2 + 1 };
+        let n5 = total(&v1);
+        let n6 = add(count, n5);
+        let n7 = total(&v1);
+        let mut n8 = total(&v1);
+        let mut n9 = total(&v1);
+        let n10 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + 6;
+        let n11 = add(count, n4);
+        let f12 = move || n2 * 3;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, n11,),)
     };
 }
 
 #[test]
 fn program_102() {
-    check! {
+    check! { count, log;
         let v1 = make(0);
-        let mut n2 = add(6, 3);
-        let mut n3 = total(&v1);
-        let f4 = move || n3 * 3;
-        let mut s5 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let mut n6 = total(&v1);
-        let n7 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        let s8 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n9 = total(&v1);
-        n6 += n7;
-        ((v1, n2, n3, s5, n6, n7,), (s8, n9,),)
+        let mut n2 = add(6, 7);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(5);
+        let f5 = move || n2 * 3;
+        ((n2, n3, v4,),)
     };
 }
 
 #[test]
 fn program_103() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(6, 1);
-        let f3 = move || n2 * 3;
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(5);
-        let n6 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v7 = make(2);
-        push(&mut v7, n2);
-        let n8 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        ((n2, n4, n6, v7, n8,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let mut n2 = add(2, 8);
+        push(&mut v1, n2);
+        let mut n3 = total(&v1);
+        ((v1, n2, n3,),)
     };
 }
 
 #[test]
 fn program_104() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(1, 8);
-        let p3 = { let a = 6; Pair { a, v: v1 } };
-        let mut v4 = make(5);
-        let mut n5 = total(&v4);
-        let n6 = total(&v4);
-        let v7 = make(0);
-        push(&mut v4, n5);
-        ((n2, p3, v4, n5, n6, v7,),)
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(4, 3);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = if n2 % 2 == 0 { n2 } else { n3 + 1 };
+        let n5 = if n2 % 2 == 0 { n3 } else { n4 + 1 };
+        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v7 = make(5);
+        let mut v8 = make(2);
+        n2 += n3;
+        let n9 = { let n6 = 7_u64; n6 + 1 } + n6;
+        let n10 = if n6 % 2 == 0 { 3 } else { n2 + 1 };
+        push(&mut log, n10);
+        ((n2, n3, n4, n5, n6, v7,), (v8, n9, n10,),)
     };
 }
 
 #[test]
 fn program_105() {
-    check! {
-        let v1 = make(1);
-        let mut n2 = add(8, 7);
-        let n3 = add(n2, n2);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let p5 = { let a = n2; Pair { a, v: v1 } };
-        let v6 = make(1);
-        let mut n7 = v6.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n4, p5, n7,),)
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(6, 4);
+        let mut n3 = add(2, n2);
+        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v5 = make(2);
+        let _ = v5;
+        let mut n6 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n4;
+        let _ = v5;
+        (n6, n3) = (n3, n6 + 1);
+        let n7 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        let mut n8 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n9 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n7;
+        ((n2, n3, n4, v5, n6, n7,), (n8, n9,),)
     };
 }
 
 #[test]
 fn program_106() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(6, 1);
-        let mut n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let n4 = { let n3 = 7_u64; n3 + 1 } + n3;
-        ((v1, n2, n3, n4,),)
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(2, 5);
+        count += n2;
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let n5 = total(&v1);
+        let n6 = total(&v1);
+        let v7 = make(2);
+        let n8 = [1_u64, 2, 3].iter().map(|s3| s3 * 2).sum::<u64>() + n4;
+        let mut n9 = total(&v7);
+        let v10 = join(v1, v7);
+        let _ = v10;
+        ((n2, s3, n4, n5, n6, n8,), (n9, v10,),)
     };
 }
 
 #[test]
 fn program_107() {
-    check! {
-        let mut v1 = make(4);
-        let mut n2 = add(4, 4);
-        let n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let f5 = move || n3 * 3;
-        let mut n6 = total(&v1);
-        let mut n7 = add(7, n4);
-        let p8 = { let a = n6; Pair { a, v: v1 } };
-        let v9 = make(6);
-        n2 += n3;
-        let f10 = move || n2 * 3;
-        let n11 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        ((n2, n3, n4, n6, n7, p8,), (v9, n11,),)
+    check! { count, log;
+        let mut v1 = make(1);
+        let mut n2 = add(1, 5);
+        let mut n3 = total(&v1);
+        n3 += 4;
+        push(&mut v1, n2);
+        let n4 = total(&v1);
+        let mut n5 = add(n4, n3);
+        let n6 = total(&v1);
+        let n7 = total(&v1);
+        let n8 = total(&v1);
+        let mut n9 = total(&v1);
+        let mut n10 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10,),)
     };
 }
 
 #[test]
 fn program_108() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(2, 3);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(3);
-        let f5 = move || n2 * 3;
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(4, 7);
+        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(2);
+        v1 = make(4);
+        let n5 = total(&v1);
         let n6 = total(&v4);
-        let n7 = total(&v4);
-        let s8 = format!("{n7}-{:?}-{n7:>3}", v4);
-        ((n2, n3, v4, n6, n7, s8,),)
+        let mut n7 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        n3 += n5;
+        let _ = v4;
+        let f9 = move || n2 * 3;
+        ((n2, n3, v4, n5, n6, n7,), (n8,),)
     };
 }
 
 #[test]
 fn program_109() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(4, 4);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(6, 4);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
         let mut n4 = total(&v1);
-        let mut n5 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let mut n5 = total(&log);
+        push(&mut log, n4);
+        let _ = v1;
         let n6 = total(&v1);
-        let p7 = { let a = n5; Pair { a, v: v1 } };
-        let mut v8 = make(6);
-        let mut n9 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        ((n2, n3, n4, n5, n6, p7,), (v8, n9,),)
+        let mut n7 = total(&v1);
+        ((v1, n2, s3, n4, n5, n6,), (n7,),)
     };
 }
 
 #[test]
 fn program_110() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(6, 5);
-        let mut n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = total(&v1);
-        let n6 = if n4 % 2 == 0 { 3 } else { n5 + 1 };
-        let p7 = { let a = n3; Pair { a, v: v1 } };
-        let v8 = make(3);
-        let n9 = total(&v8);
-        ((n2, n3, n4, n5, n6, p7,), (v8, n9,),)
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(7, 8);
+        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(2);
+        n2 += n2;
+        let n5 = [1_u64, 2, 3].iter().map(|v4| v4 * 2).sum::<u64>() + n3;
+        let n6 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
+        let mut n7 = total(&log);
+        let n8 = total(&v4);
+        ((n2, n3, v4, n5, n6, n7,), (n8,),)
     };
 }
 
 #[test]
 fn program_111() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(6, 1);
-        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(1);
-        let p6 = { let a = n2; Pair { a, v: v5 } };
-        let v7 = make(2);
-        let f8 = move || n4 * 3;
-        let mut n9 = total(&v7);
-        let mut n10 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n11 = add(5, n2);
-        ((n2, n3, n4, p6, v7, n9,), (n10, n11,),)
+    check! { count, log;
+        let mut v1 = make(4);
+        let mut n2 = add(8, 7);
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = add(6, n2);
+        let n5 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let n6 = if n3 % 2 == 0 { n2 } else { n5 + 1 };
+        ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_112() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(6, 6);
-        let mut n3 = add(n2, 4);
-        let mut n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(3);
-        let n6 = total(&v5);
-        let mut n7 = total(&v5);
-        let mut n8 = total(&v5);
-        let mut n9 = if n8 % 2 == 0 { 7 } else { n2 + 1 };
-        let n10 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
-        let n11 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        ((n2, n3, n4, v5, n6, n7,), (n8, n9, n10, n11,),)
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(7, 6);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v4 = make(4);
+        let f5 = move || n2 * 3;
+        let v6 = make(4);
+        let n7 = f5();
+        let s8 = format!("{n7}-{:?}-{n7:>3}", v6);
+        let _ = v6;
+        let n9 = total(&v4);
+        ((n2, n3, v4, v6, n7, s8,), (n9,),)
     };
 }
 
 #[test]
 fn program_113() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(6, 8);
-        let mut n3 = total(&v1);
-        let n4 = if n3 % 2 == 0 { n2 } else { n2 + 1 };
-        let mut n5 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        let n6 = if n3 % 2 == 0 { n3 } else { n5 + 1 };
-        let v7 = make(4);
-        let v8 = join(v1, v7);
-        let n9 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let n10 = total(&v8);
-        ((n2, n3, n4, n5, n6, v8,), (n9, n10,),)
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(6, 6);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut p4 = { let a = n2; Pair { a, v: v1 } };
+        let mut v5 = make(5);
+        let n6 = total(&v5);
+        let mut n7 = total(&v5);
+        push(&mut log, n6);
+        let n8 = add(count, n6);
+        let mut n9 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let n10 = total(&v5);
+        let n11 = total(&v5);
+        let mut n12 = match maybe(n11) { Some(n11) => n11 + 1, None => n11 } + n11;
+        ((n2, n3, p4, v5, n6, n7,), (n8, n9, n10, n11, n12,),)
     };
 }
 
 #[test]
 fn program_114() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(6, 6);
-        let mut n3 = if n2 % 2 == 0 { n2 } else { 6 + 1 };
-        let f4 = move || n2 * 3;
-        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n5,),)
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(6, 6);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut p4 = { let a = n3; Pair { a, v: v1 } };
+        let v5 = make(3);
+        let s6 = format!("{n3}-{:?}-{n3:>3}", v5);
+        let f7 = move || n2 * 3;
+        let n8 = total(&v5);
+        let n9 = add(count, n8);
+        let s10 = format!("{n9}-{:?}-{n9:>3}", v5);
+        let f11 = move || n3 * 3;
+        ((n2, n3, p4, v5, s6, n8,), (n9, s10,),)
     };
 }
 
 #[test]
 fn program_115() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(1, 2);
-        push(&mut v1, n2);
-        push(&mut v1, n2);
-        let mut n3 = total(&v1);
-        let s4 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let mut n5 = total(&v1);
-        let f6 = move || n3 * 3;
-        ((v1, n2, n3, s4, n5,),)
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(4, 4);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let s4 = format!("{n3}-{:?}-{n3:>3}", v1);
+        ((v1, n2, n3, s4,),)
     };
 }
 
 #[test]
 fn program_116() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(1, 3);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = total(&v1);
-        ((v1, n2, s3, n4,),)
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(2, 2);
+        push(&mut v1, n2);
+        let mut n3 = total(&v1);
+        push(&mut v1, n2);
+        ((v1, n2, n3,),)
     };
 }
 
 #[test]
 fn program_117() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(6, 4);
-        let n3 = total(&v1);
-        let mut n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let s5 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let n6 = total(&v1);
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(6, 5);
+        let mut n3 = total(&v1);
+        let n4 = total(&v1);
+        let mut n5 = add(count, 8);
+        let n6 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 3;
+        n3 += n6;
         let n7 = total(&v1);
-        ((v1, n2, n3, n4, s5, n6,), (n7,),)
+        let mut n8 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
     };
 }
 
 #[test]
 fn program_118() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(6, 6);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(4);
-        let n5 = total(&v4);
-        let n6 = total(&v4);
-        let mut v7 = make(6);
-        let mut n8 = if n3 % 2 == 0 { n6 } else { n5 + 1 };
-        push(&mut v7, n2);
-        let p9 = { let a = n2; Pair { a, v: v7 } };
-        let n10 = total(&v4);
-        let n11 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let v12 = make(2);
-        ((n2, n3, n5, n6, n8, p9,), (n10, n11, v12,),)
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(3, 2);
+        let mut n3 = total(&v1);
+        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n5 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_119() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(8, 4);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let mut n6 = total(&v1);
-        let n7 = total(&v1);
-        let f8 = move || n2 * 3;
-        let mut n9 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        ((v1, n2, s3, n4, n5, n6,), (n7, n9,),)
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(7, 5);
+        let n3 = total(&v1);
+        let n4 = add(count, n2);
+        let n5 = total(&v1);
+        let n6 = total(&v1);
+        push(&mut log, n6);
+        let mut n7 = { let n4 = 7_u64; n4 + 1 } + n4;
+        ((v1, n2, n3, n4, n5, n6,), (n7,),)
     };
 }
 
 #[test]
 fn program_120() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(7, 5);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let f4 = move || n2 * 3;
-        ((v1, n2, s3,),)
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(6, 6);
+        let mut n3 = add(n2, 4);
+        let mut n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v5 = make(3);
+        let n6 = total(&v5);
+        ((n2, n3, n4, v5, n6,),)
     };
 }
 
 #[test]
 fn program_121() {
-    check! {
-        let mut v1 = make(3);
-        let mut n2 = add(6, 8);
-        let v3 = make(6);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        v1 = make(4);
-        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let s6 = format!("{n2}-{:?}-{n2:>3}", v1);
-        ((v1, n2, v3, p4, n5, s6,),)
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(3, 3);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let n6 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n7 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let n8 = total(&v1);
+        let f9 = move || n4 * 3;
+        push(&mut log, 4);
+        let mut s10 = format!("{n7}-{:?}-{n7:>3}", v1);
+        let n11 = total(&v1);
+        let mut n12 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n6;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, s10, n11, n12,),)
     };
 }
 
 #[test]
 fn program_122() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(6, 5);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(1);
-        let n6 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(6);
-        let n8 = v7.into_iter().map(|x| x + 1).sum::<u64>();
-        let v9 = make(4);
-        ((n2, n3, n4, n6, n8, v9,),)
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(1, 3);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_123() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(7, 7);
-        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let v4 = make(2);
-        ((v1, n2, n3, v4,),)
+    check! { count, log;
+        let mut v1 = make(0);
+        let v2 = make(1);
+        let n3 = add(3, 6);
+        let mut n4 = { let n3 = 7_u64; n3 + 1 } + n3;
+        ((v1, v2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_124() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(5, 8);
-        let p3 = { let a = n2; Pair { a, v: v1 } };
-        let v4 = make(4);
-        let n5 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut v6 = make(6);
-        let mut v7 = make(3);
-        let f8 = move || n2 * 3;
-        let mut n9 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n10 = add(n9, n5);
-        ((n2, p3, v4, n5, v6, v7,), (n9, n10,),)
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(5, 3);
+        let f3 = move || n2 * 3;
+        let f4 = move || n2 * 3;
+        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v6 = make(5);
+        let mut n7 = total(&v6);
+        ((n2, n5, v6, n7,),)
     };
 }
 
 #[test]
 fn program_125() {
-    check! {
-        let v1 = make(1);
+    check! { count, log;
+        let mut v1 = make(3);
+        let mut n2 = add(8, 6);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let f4 = move || n3 * 3;
+        let n5 = total(&v1);
+        let mut n6 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n7 = if n3 % 2 == 0 { 1 } else { n5 + 1 };
+        let n8 = if n3 % 2 == 0 { n7 } else { n5 + 1 };
+        ((v1, n2, n3, n5, n6, n7,), (n8,),)
+    };
+}
+
+#[test]
+fn program_126() {
+    check! { count, log;
+        let v1 = make(5);
+        let mut n2 = add(6, 4);
+        let n3 = total(&v1);
+        push(&mut log, n2);
+        let mut n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 2;
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_127() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(6, 6);
+        let _ = v1;
+        let mut p3 = { let a = n2; Pair { a, v: v1 } };
+        let mut v4 = make(5);
+        push(&mut log, n2);
+        ((n2, p3, v4,),)
+    };
+}
+
+#[test]
+fn program_128() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(7, 6);
+        let n3 = add(n2, 5);
+        let v4 = make(1);
+        let n5 = total(&v1);
+        let n6 = v4.into_iter().map(|x| x + 1).sum::<u64>();
+        let n7 = total(&v1);
+        let mut n8 = total(&v1);
+        let n9 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
+        ((v1, n2, n3, n5, n6, n7,), (n8, n9,),)
+    };
+}
+
+#[test]
+fn program_129() {
+    check! { count, log;
+        let mut v1 = make(3);
+        let mut n2 = add(5, 2);
+        n2 += n2;
+        let n3 = total(&v1);
+        let f4 = move || n2 * 3;
+        let mut n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let v6 = make(1);
+        let n7 = if n3 % 2 == 0 { n2 } else { n3 + 1 };
+        count += 3;
+        ((v1, n2, n3, n5, v6, n7,),)
+    };
+}
+
+#[test]
+fn program_130() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let n2 = add(3, 1);
+        let mut n3 = total(&v1);
+        let n4 = total(&v1);
+        let mut p5 = { let a = n3; Pair { a, v: v1 } };
+        let mut v6 = make(0);
+        let mut p7 = { let a = 7; Pair { a, v: v6 } };
+        let v8 = make(3);
+        let mut n9 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n10 = v8.into_iter().map(|x| x + 1).sum::<u64>();
+        let v11 = make(1);
+        let mut n12 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        ((n2, n3, n4, p5, p7, n9,), (n10, v11, n12,),)
+    };
+}
+
+#[test]
+fn program_131() {
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(7, 7);
+        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n4 = total(&log);
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_132() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(8, 8);
+        let v3 = make(2);
+        let n4 = total(&v3);
+        let n5 = total(&log);
+        let mut n6 = total(&v3);
+        let n7 = add(n4, n6);
+        let n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let n9 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
+        n6 += n4;
+        let mut n10 = { let n8 = 7_u64; n8 + 1 } + n8;
+        let mut n11 = if let Some(x) = maybe(n7) { x } else { n7 * 2 };
+        let mut n12 = matches!(maybe(n8), Some(x) if x != n8) as u64 + n8;
+        ((n2, v3, n4, n5, n6, n7,), (n8, n9, n10, n11, n12,),)
+    };
+}
+
+#[test]
+fn program_133() {
+    check! { count, log;
+        let v1 = make(2);
         let n2 = add(3, 1);
         let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
         let n4 = total(&v1);
         let mut n5 = total(&v1);
         let mut n6 = { let n3 = 7_u64; n3 + 1 } + n3;
         let mut n7 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n4, n5, n6, n7,), (n8,),)
-    };
-}
-
-#[test]
-fn program_126() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(7, 4);
-        let p3 = { let a = n2; Pair { a, v: v1 } };
-        let v4 = make(1);
-        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, p3, n5,),)
-    };
-}
-
-#[test]
-fn program_127() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(3, 6);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let mut n6 = add(n3, n5);
-        let n7 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let mut s8 = format!("{n3}-{:?}-{n3:>3}", v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, s8,),)
-    };
-}
-
-#[test]
-fn program_128() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(3, 2);
-        let mut n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let mut n4 = total(&v1);
-        let n5 = total(&v1);
-        let mut p6 = { let a = n5; Pair { a, v: v1 } };
-        let mut v7 = make(0);
-        let n8 = total(&v7);
-        let n9 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n4;
-        let s10 = format!("{n4}-{:?}-{n4:>3}", v7);
-        ((n2, n3, n4, n5, p6, v7,), (n8, n9, s10,),)
-    };
-}
-
-#[test]
-fn program_129() {
-    check! {
-        let mut v1 = make(6);
-        let n2 = add(7, 2);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = total(&v1);
-        let mut n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n6 = total(&v1);
-        let v7 = make(3);
-        let n8 = total(&v1);
-        let n9 = [1_u64, 2, 3].iter().map(|n8| n8 * 2).sum::<u64>() + 8;
-        let mut s10 = format!("{n9}-{:?}-{n9:>3}", v1);
-        let s11 = format!("{n8}-{:?}-{n8:>3}", v1);
-        let mut n12 = [1_u64, 2, 3].iter().map(|v7| v7 * 2).sum::<u64>() + n6;
-        ((v1, n2, n3, n4, n5, n6,), (v7, n8, n9, s10, s11, n12,),)
-    };
-}
-
-#[test]
-fn program_130() {
-    check! {
-        let mut v1 = make(6);
-        let n2 = add(2, 8);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = total(&v1);
-        let mut n6 = total(&v1);
-        let mut n7 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n3;
-        let n8 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + n3;
-        let n9 = total(&v1);
-        let mut n10 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n11 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v12 = make(2);
-        let mut n13 = total(&v12);
-        ((n2, n3, n4, n5, n6, n7,), (n8, n9, n10, n11, v12, n13,),)
-    };
-}
-
-#[test]
-fn program_131() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(7, 3);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n4 = { let n2 = 7_u64; n2 + 1 } + n2;
-        n4 += 1;
-        let n5 = total(&v1);
-        let mut p6 = { let a = 7; Pair { a, v: v1 } };
-        let mut v7 = make(1);
-        let mut n8 = p6.a + p6.v.len() as u64;
-        push(&mut v7, n8);
-        let n9 = if n3 % 2 == 0 { n8 } else { 5 + 1 };
-        ((n2, n3, n4, n5, p6, v7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_132() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(6, 1);
-        let n3 = total(&v1);
-        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
-        let n5 = add(6, n2);
-        let mut n6 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let f7 = move || n3 * 3;
-        let n8 = total(&v1);
-        let mut n9 = if n5 % 2 == 0 { 2 } else { n5 + 1 };
-        ((v1, n2, n3, n4, n5, n6,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_133() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(1, 6);
-        let n3 = total(&v1);
-        let mut n4 = total(&v1);
-        ((v1, n2, n3, n4,),)
+        let _ = v1;
+        let mut n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v9 = make(4);
+        let n10 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
+        ((n2, n3, n4, n5, n6, n7,), (n8, v9, n10,),)
     };
 }
 
 #[test]
 fn program_134() {
-    check! {
-        let mut v1 = make(3);
-        let mut n2 = add(7, 4);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(5, 7);
+        let n3 = add(count, n2);
         let v4 = make(0);
-        n2 += n3;
-        let mut n5 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let p5 = { let a = n3; Pair { a, v: v4 } };
         let n6 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        let n7 = total(&v4);
-        ((n2, n3, v4, n5, n6, n7,),)
+        let n7 = total(&v1);
+        let mut n8 = total(&v1);
+        let n9 = total(&log);
+        let n10 = [1_u64, 2, 3].iter().map(|p5| p5 * 2).sum::<u64>() + n9;
+        let n11 = total(&v1);
+        let mut s12 = format!("{n7}-{:?}-{n7:>3}", v1);
+        n8 += n7;
+        ((v1, n2, n3, p5, n6, n7,), (n8, n9, n10, n11, s12,),)
     };
 }
 
 #[test]
 fn program_135() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(1, 2);
-        let mut n3 = total(&v1);
-        let n4 = total(&v1);
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(5, 1);
+        let _ = v1;
+        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let mut n4 = total(&v1);
         let n5 = total(&v1);
-        let n6 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,),)
+        let mut n6 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n4;
+        let mut n7 = add(count, n5);
+        let n8 = total(&v1);
+        let n9 = if let Some(x) = maybe(n7) { x } else { n7 * 2 };
+        let p10 = { let a = n4; Pair { a, v: v1 } };
+        let v11 = make(3);
+        let n12 = p10.a + p10.v.len() as u64;
+        ((n2, s3, n4, n5, n6, n7,), (n8, n9, p10, v11, n12,),)
     };
 }
 
 #[test]
 fn program_136() {
-    check! {
+    check! { count, log;
+        let mut v1 = make(4);
+        let mut n2 = add(5, 8);
+        push(&mut v1, n2);
+        push(&mut log, n2);
+        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        ((v1, n2, n3,),)
+    };
+}
+
+#[test]
+fn program_137() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(2, 3);
+        let n3 = add(n2, n2);
+        let n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v6 = make(1);
+        let n7 = v6.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v8 = make(3);
+        push(&mut log, n3);
+        let n9 = { let n5 = 7_u64; n5 + 1 } + n5;
+        let n10 = { let n5 = 7_u64; n5 + 1 } + n5;
+        ((n2, n3, n4, n5, n7, v8,), (n9, n10,),)
+    };
+}
+
+#[test]
+fn program_138() {
+    check! { count, log;
+        let v1 = make(3);
+        let v2 = make(5);
+        let mut n3 = add(7, 7);
+        let mut n4 = add(count, n3);
+        let n5 = total(&v2);
+        ((v1, v2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_139() {
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(8, 7);
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        n2 += 1;
+        let n4 = total(&v1);
+        let mut p5 = { let a = 7; Pair { a, v: v1 } };
+        ((n2, n3, n4, p5,),)
+    };
+}
+
+#[test]
+fn program_140() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let mut n2 = add(1, 3);
+        push(&mut v1, 5);
+        let mut n3 = total(&v1);
+        let p4 = { let a = 5; Pair { a, v: v1 } };
+        let v5 = make(5);
+        let mut n6 = total(&v5);
+        let n7 = add(n3, 2);
+        let mut n8 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n7;
+        let mut n9 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let f10 = move || n3 * 3;
+        let mut n11 = p4.a + p4.v.len() as u64;
+        ((n2, n3, p4, v5, n6, n7,), (n8, n9, n11,),)
+    };
+}
+
+#[test]
+fn program_141() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(7, 1);
+        let _ = v1;
+        let _ = v1;
+        let mut n3 = total(&log);
+        let v4 = make(5);
+        let n5 = total(&v4);
+        let mut n6 = total(&v1);
+        let mut n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut p8 = { let a = n6; Pair { a, v: v4 } };
+        ((n2, n3, n5, n6, n7, p8,),)
+    };
+}
+
+#[test]
+fn program_142() {
+    check! { count, log;
+        let v1 = make(4);
+        let mut n2 = add(8, 4);
+        let mut n3 = total(&v1);
+        let n4 = total(&v1);
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_143() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(6, 1);
+        let n3 = add(n2, n2);
+        let n4 = total(&v1);
+        let mut n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_144() {
+    check! { count, log;
         let v1 = make(3);
         let n2 = add(6, 8);
         let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
@@ -2213,1817 +2310,1945 @@ fn program_136() {
 }
 
 #[test]
-fn program_137() {
-    check! {
+fn program_145() {
+    check! { count, log;
         let mut v1 = make(5);
         let n2 = add(3, 4);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n5 = if n2 % 2 == 0 { n2 } else { n3 + 1 };
+        let mut n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
         let f6 = move || n2 * 3;
         let n7 = f6();
-        let p8 = { let a = n7; Pair { a, v: v1 } };
-        let mut v9 = make(0);
-        ((n2, n3, n4, n5, n7, p8,), (v9,),)
-    };
-}
-
-#[test]
-fn program_138() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(5, 8);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut s5 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let n6 = if n2 % 2 == 0 { n3 } else { n2 + 1 };
-        let mut n7 = if n4 % 2 == 0 { n6 } else { 5 + 1 };
-        let n8 = if n7 % 2 == 0 { n2 } else { n6 + 1 };
-        let n9 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n10 = total(&v1);
-        ((v1, n2, n3, n4, s5, n6,), (n7, n8, n9, n10,),)
-    };
-}
-
-#[test]
-fn program_139() {
-    check! {
-        let mut v1 = make(6);
-        let n2 = add(6, 5);
-        let p3 = { let a = n2; Pair { a, v: v1 } };
-        let v4 = make(0);
-        let mut n5 = add(n2, 2);
-        let n6 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(4);
-        let n8 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        let mut n9 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        let p10 = { let a = 8; Pair { a, v: v7 } };
-        let v11 = make(4);
-        ((n2, p3, n5, n6, n8, n9,), (p10, v11,),)
-    };
-}
-
-#[test]
-fn program_140() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(7, 1);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n5 = if n4 % 2 == 0 { n2 } else { n2 + 1 };
-        let n6 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n5;
-        let mut n7 = total(&v1);
-        let mut v8 = make(2);
-        push(&mut v8, n6);
-        let v9 = make(4);
-        let mut v10 = make(5);
-        let p11 = { let a = 1; Pair { a, v: v9 } };
-        ((v1, n2, s3, n4, n5, n6,), (n7, v8, v10, p11,),)
-    };
-}
-
-#[test]
-fn program_141() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(6, 7);
-        let n3 = total(&v1);
-        let n4 = add(3, 7);
-        let n5 = total(&v1);
-        let p6 = { let a = n3; Pair { a, v: v1 } };
-        let mut v7 = make(6);
-        let n8 = total(&v7);
-        let mut n9 = if let Some(x) = maybe(n8) { x } else { n8 * 2 };
-        n2 += n2;
-        let v10 = make(3);
-        ((n2, n3, n4, n5, p6, v7,), (n8, n9, v10,),)
-    };
-}
-
-#[test]
-fn program_142() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(3, 6);
-        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        push(&mut v1, n2);
-        let n4 = add(5, n2);
-        let n5 = total(&v1);
-        let n6 = if n4 % 2 == 0 { n3 } else { n2 + 1 };
-        ((v1, n2, n3, n4, n5, n6,),)
-    };
-}
-
-#[test]
-fn program_143() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(1, 6);
-        let n3 = total(&v1);
-        let p4 = { let a = n3; Pair { a, v: v1 } };
-        let v5 = make(2);
-        let mut n6 = total(&v5);
-        let s7 = format!("{n6}-{:?}-{n6:>3}", v5);
-        let n8 = total(&v5);
-        let n9 = total(&v5);
-        ((n2, n3, p4, v5, n6, s7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_144() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(8, 6);
-        let mut n3 = add(7, n2);
-        let mut n4 = { let n3 = 7_u64; n3 + 1 } + n3;
-        let mut n5 = if n2 % 2 == 0 { n4 } else { n4 + 1 };
-        let mut n6 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,),)
-    };
-}
-
-#[test]
-fn program_145() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(7, 7);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let mut v6 = make(5);
-        ((v1, n2, n3, n4, n5, v6,),)
-    };
-}
-
-#[test]
-fn program_146() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(3, 5);
-        n2 += n2;
-        let n3 = total(&v1);
-        let mut n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
-        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(6);
-        ((n2, n3, n4, n5, v6,),)
-    };
-}
-
-#[test]
-fn program_147() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(6, 5);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = total(&v1);
-        ((v1, n2, n3, n4,),)
-    };
-}
-
-#[test]
-fn program_148() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(8, 5);
-        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        n3 += 4;
-        let n6 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let n7 = total(&v1);
-        let mut n8 = match maybe(n6) { Some(n6) => n6 + 1, None => n6 } + n6;
+        let mut n8 = matches!(maybe(n7), Some(x) if x != n7) as u64 + n7;
         let n9 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9,),)
-    };
-}
-
-#[test]
-fn program_149() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(5, 7);
-        let n3 = total(&v1);
-        let n4 = if n3 % 2 == 0 { n3 } else { n3 + 1 };
-        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(4);
-        let mut n7 = total(&v6);
-        let mut n8 = if n3 % 2 == 0 { n2 } else { n3 + 1 };
-        let n9 = if n5 % 2 == 0 { 3 } else { n5 + 1 };
-        ((n2, n3, n4, n5, v6, n7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_150() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(1, 2);
-        let n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let v5 = make(5);
-        let n6 = total(&v5);
-        let mut n7 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let mut n8 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
-        push(&mut v1, 2);
-        let n9 = { let n6 = 7_u64; n6 + 1 } + n6;
-        let n10 = { let n8 = 7_u64; n8 + 1 } + n8;
-        let mut n11 = total(&v5);
-        ((v1, n2, n3, n4, v5, n6,), (n7, n8, n9, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_151() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(4, 2);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut p4 = { let a = 3; Pair { a, v: v1 } };
-        let v5 = make(0);
-        let mut n6 = add(4, n3);
-        let mut n7 = if n6 % 2 == 0 { 1 } else { n3 + 1 };
-        n7 += n2;
-        n6 += n3;
-        let mut p8 = { let a = n3; Pair { a, v: v5 } };
-        let v9 = make(4);
-        let n10 = add(n7, n7);
-        ((n2, n3, p4, n6, n7, p8,), (v9, n10,),)
-    };
-}
-
-#[test]
-fn program_152() {
-    check! {
-        let mut v1 = make(0);
-        let mut n2 = add(8, 5);
-        let v3 = make(5);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n5 = total(&v3);
-        let mut n6 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n7 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        let mut n8 = if n2 % 2 == 0 { 6 } else { n5 + 1 };
-        ((v1, n2, v3, n4, n5, n6,), (n7, n8,),)
-    };
-}
-
-#[test]
-fn program_153() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(2, 5);
-        let n3 = total(&v1);
-        n2 += n2;
-        let n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(0);
-        let n7 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        ((n2, n3, n4, n5, v6, n7,),)
-    };
-}
-
-#[test]
-fn program_154() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(4, 1);
-        let n3 = total(&v1);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let mut v5 = make(2);
-        push(&mut v5, 4);
-        let mut n6 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(5);
-        let mut n8 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + n6;
-        let mut n9 = v7.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v10 = make(6);
-        let f11 = move || n2 * 3;
-        ((n2, n3, p4, n6, n8, n9,), (v10,),)
-    };
-}
-
-#[test]
-fn program_155() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(3, 1);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v4 = make(0);
-        let mut v5 = make(1);
-        let mut v6 = join(v4, v5);
-        let p7 = { let a = 1; Pair { a, v: v6 } };
-        ((n2, n3, p7,),)
-    };
-}
-
-#[test]
-fn program_156() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(2, 4);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(3);
-        let mut n5 = total(&v4);
-        n5 += n3;
-        let mut n6 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n7 = total(&v4);
-        let mut n8 = total(&v4);
-        let n9 = total(&v4);
-        let mut n10 = match maybe(n9) { Some(n9) => n9 + 1, None => n9 } + n9;
-        let mut n11 = total(&v4);
-        ((n2, n3, v4, n5, n6, n7,), (n8, n9, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_157() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(3, 5);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n4 = total(&v1);
-        let n5 = total(&v1);
-        let n6 = total(&v1);
-        let f7 = move || n4 * 3;
-        let n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, s3, n4, n5, n6, n8,),)
-    };
-}
-
-#[test]
-fn program_158() {
-    check! {
-        let mut v1 = make(2);
-        let v2 = make(0);
-        let mut n3 = add(2, 7);
-        let v4 = join(v2, v1);
-        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n3, n5,),)
-    };
-}
-
-#[test]
-fn program_159() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(6, 8);
-        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n4 = if n3 % 2 == 0 { n3 } else { n3 + 1 };
-        let mut p5 = { let a = n3; Pair { a, v: v1 } };
-        let v6 = make(0);
-        let mut n7 = v6.into_iter().map(|x| x + 1).sum::<u64>();
-        let v8 = make(5);
-        ((n2, n3, n4, p5, n7, v8,),)
-    };
-}
-
-#[test]
-fn program_160() {
-    check! {
-        let mut v1 = make(3);
-        let mut n2 = add(5, 7);
-        n2 += n2;
-        let mut v3 = make(3);
-        let s4 = format!("{n2}-{:?}-{n2:>3}", v3);
-        let mut n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut v6 = join(v1, v3);
-        push(&mut v6, n5);
-        let mut n7 = v6.into_iter().map(|x| x + 1).sum::<u64>();
-        let v8 = make(6);
-        ((n2, s4, n5, n7, v8,),)
-    };
-}
-
-#[test]
-fn program_161() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(5, 1);
-        push(&mut v1, 8);
-        let n3 = add(n2, 3);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let mut v5 = make(6);
-        let n6 = total(&v5);
-        let mut n7 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v8 = make(5);
-        let n9 = v8.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v10 = make(5);
-        let mut n11 = v10.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, p4, n6, n7, n9,), (n11,),)
-    };
-}
-
-#[test]
-fn program_162() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(3, 7);
-        let v3 = make(0);
-        let mut n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n5 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n6 = total(&v1);
-        let n7 = total(&v3);
-        let mut v8 = join(v1, v3);
-        let n9 = [1_u64, 2, 3].iter().map(|v8| v8 * 2).sum::<u64>() + 2;
-        let n10 = total(&v8);
-        let f11 = move || n9 * 3;
-        ((n2, n4, n5, n6, n7, v8,), (n9, n10,),)
-    };
-}
-
-#[test]
-fn program_163() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(5, 3);
-        let p3 = { let a = n2; Pair { a, v: v1 } };
-        let mut v4 = make(2);
-        let mut n5 = add(n2, 1);
-        let n6 = total(&v4);
-        let mut n7 = p3.a + p3.v.len() as u64;
-        let mut n8 = p3.a + p3.v.len() as u64;
-        let n9 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let mut n10 = add(n7, n6);
-        let n11 = { let n8 = 7_u64; n8 + 1 } + n8;
-        ((n2, p3, v4, n5, n6, n7,), (n8, n9, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_164() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(4, 6);
-        let mut n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n5 = total(&v1);
-        let n6 = { let n5 = 7_u64; n5 + 1 } + n5;
-        let n7 = total(&v1);
-        n3 += n5;
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_165() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(6, 8);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n3;
-        let mut n5 = total(&v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(2);
-        ((n2, n3, n4, n5, n6, v7,),)
-    };
-}
-
-#[test]
-fn program_166() {
-    check! {
-        let v1 = make(5);
-        let v2 = make(2);
-        let n3 = add(3, 8);
-        let mut v4 = make(2);
-        let n5 = v2.into_iter().map(|x| x + 1).sum::<u64>();
-        let n6 = add(8, 5);
-        let f7 = move || n3 * 3;
-        let f8 = move || n5 * 3;
-        push(&mut v4, 2);
-        let n9 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        v4 = make(2);
-        let f10 = move || n6 * 3;
-        let mut n11 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        ((v1, n3, v4, n5, n6, n9,), (n11,),)
-    };
-}
-
-#[test]
-fn program_167() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(3, 1);
-        let mut n3 = total(&v1);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let mut v5 = make(3);
-        let f6 = move || n3 * 3;
-        ((n2, n3, p4, v5,),)
-    };
-}
-
-#[test]
-fn program_168() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(7, 8);
-        let n3 = total(&v1);
-        let mut n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let mut n5 = if n4 % 2 == 0 { n4 } else { n4 + 1 };
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_169() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(3, 5);
-        let mut n3 = total(&v1);
-        let mut n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let n6 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        ((v1, n2, n3, n4, n5, n6,),)
-    };
-}
-
-#[test]
-fn program_170() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(3, 3);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v4 = make(4);
-        let mut n5 = total(&v4);
-        ((n2, n3, v4, n5,),)
-    };
-}
-
-#[test]
-fn program_171() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(4, 8);
-        let mut n3 = total(&v1);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v6 = make(5);
-        let f7 = move || n2 * 3;
-        let n8 = total(&v6);
-        let mut p9 = { let a = n5; Pair { a, v: v6 } };
-        let v10 = make(1);
-        v6 = make(2);
-        let n11 = [1_u64, 2, 3].iter().map(|v6| v6 * 2).sum::<u64>() + n8;
-        ((n2, n3, n4, n5, v6, n8,), (p9, v10, n11,),)
-    };
-}
-
-#[test]
-fn program_172() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(8, 2);
-        let mut n3 = total(&v1);
-        let mut n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let f6 = move || n4 * 3;
-        let n7 = if n2 % 2 == 0 { 7 } else { n2 + 1 };
-        let n8 = total(&v1);
-        let mut n9 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        n3 += n7;
-        let f10 = move || n8 * 3;
         ((v1, n2, n3, n4, n5, n7,), (n8, n9,),)
     };
 }
 
 #[test]
-fn program_173() {
-    check! {
-        let v1 = make(4);
-        let mut n2 = add(6, 4);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = if n2 % 2 == 0 { n4 } else { n2 + 1 };
-        let n6 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let n7 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let s8 = format!("{n6}-{:?}-{n6:>3}", v1);
-        let s9 = format!("{n7}-{:?}-{n7:>3}", v1);
-        let n10 = add(7, n6);
-        ((v1, n2, n3, n4, n5, n6,), (n7, s8, s9, n10,),)
-    };
-}
-
-#[test]
-fn program_174() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(2, 2);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let f4 = move || n3 * 3;
-        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut v6 = make(2);
-        let n7 = add(n2, n3);
-        ((v1, n2, n3, n5, v6, n7,),)
-    };
-}
-
-#[test]
-fn program_175() {
-    check! {
+fn program_146() {
+    check! { count, log;
         let mut v1 = make(0);
-        let n2 = add(5, 7);
-        let n3 = total(&v1);
-        let v4 = make(3);
-        ((v1, n2, n3, v4,),)
+        let mut n2 = add(1, 1);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n4 = add(n3, n3);
+        let mut n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let mut n6 = if n4 % 2 == 0 { n2 } else { n5 + 1 };
+        let mut s7 = format!("{n4}-{:?}-{n4:>3}", v1);
+        let s8 = format!("{n3}-{:?}-{n3:>3}", v1);
+        count += n2;
+        let n9 = total(&log);
+        let n10 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
+        ((v1, n2, n3, n4, n5, n6,), (s7, s8, n9, n10,),)
     };
 }
 
 #[test]
-fn program_176() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(8, 6);
-        push(&mut v1, n2);
-        let mut n3 = total(&v1);
-        let mut n4 = total(&v1);
-        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(6);
-        let n7 = { let n3 = 7_u64; n3 + 1 } + n3;
-        let n8 = total(&v6);
-        n3 += n2;
-        let n9 = total(&v6);
-        ((n2, n3, n4, n5, v6, n7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_177() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(3, 7);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        push(&mut v1, 3);
-        let p6 = { let a = 7; Pair { a, v: v1 } };
-        let v7 = make(0);
-        let f8 = move || n4 * 3;
-        ((n2, n3, n4, n5, p6, v7,),)
-    };
-}
-
-#[test]
-fn program_178() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(5, 7);
-        let mut p3 = { let a = n2; Pair { a, v: v1 } };
-        let v4 = make(6);
-        let n5 = total(&v4);
-        let mut n6 = total(&v4);
-        let n7 = total(&v4);
-        n6 += n6;
-        let mut n8 = total(&v4);
-        let f9 = move || n5 * 3;
-        let n10 = total(&v4);
-        let n11 = { let n8 = 7_u64; n8 + 1 } + n8;
-        n6 += 5;
-        ((n2, p3, v4, n5, n6, n7,), (n8, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_179() {
-    check! {
-        let mut v1 = make(4);
-        let n2 = add(1, 1);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut v4 = make(1);
-        let mut n5 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        n5 += n2;
-        let mut n6 = total(&v4);
-        let mut v7 = join(v1, v4);
-        let n8 = add(n5, n5);
-        let n9 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n10 = if let Some(x) = maybe(n8) { x } else { n8 * 2 };
-        ((n2, n3, n5, n6, v7, n8,), (n9, n10,),)
-    };
-}
-
-#[test]
-fn program_180() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(6, 2);
+fn program_147() {
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(6, 5);
         let p3 = { let a = n2; Pair { a, v: v1 } };
-        let v4 = make(6);
-        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n6 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(1);
-        let mut n8 = total(&v7);
-        let n9 = total(&v7);
-        ((n2, p3, n5, n6, v7, n8,), (n9,),)
+        let mut v4 = make(4);
+        let p5 = { let a = n2; Pair { a, v: v4 } };
+        let v6 = make(2);
+        let n7 = v6.into_iter().map(|x| x + 1).sum::<u64>();
+        let v8 = make(3);
+        let mut n9 = if let Some(x) = maybe(n7) { x } else { n7 * 2 };
+        ((n2, p3, p5, n7, v8, n9,),)
     };
 }
 
 #[test]
-fn program_181() {
-    check! {
-        let v1 = make(4);
-        let mut n2 = add(2, 5);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = total(&v1);
-        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(0);
-        let mut n7 = add(5, n4);
-        let mut n8 = total(&v6);
-        let mut n9 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 7;
-        let mut n10 = total(&v6);
-        ((n2, n3, n4, n5, v6, n7,), (n8, n9, n10,),)
-    };
-}
-
-#[test]
-fn program_182() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(6, 5);
-        let mut p3 = { let a = 5; Pair { a, v: v1 } };
-        let mut v4 = make(6);
-        let mut n5 = if n2 % 2 == 0 { 5 } else { n2 + 1 };
-        let f6 = move || n5 * 3;
-        let n7 = if n5 % 2 == 0 { n2 } else { n2 + 1 };
-        let p8 = { let a = n7; Pair { a, v: v4 } };
-        let mut v9 = make(1);
-        ((n2, p3, n5, n7, p8, v9,),)
-    };
-}
-
-#[test]
-fn program_183() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(8, 2);
-        let mut v3 = make(5);
-        let mut n4 = add(n2, n2);
-        push(&mut v3, 3);
-        let n5 = total(&v3);
-        let n6 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
-        let n7 = total(&v3);
-        let n8 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        let mut n9 = add(4, n8);
-        ((v1, n2, v3, n4, n5, n6,), (n7, n8, n9,),)
-    };
-}
-
-#[test]
-fn program_184() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(7, 3);
-        let n3 = total(&v1);
-        let mut n4 = total(&v1);
-        ((v1, n2, n3, n4,),)
-    };
-}
-
-#[test]
-fn program_185() {
-    check! {
+fn program_148() {
+    check! { count, log;
         let mut v1 = make(2);
-        let n2 = add(3, 2);
-        push(&mut v1, n2);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        push(&mut v1, n4);
-        push(&mut v1, n3);
-        let mut s5 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(4);
-        let mut n8 = total(&v7);
-        let n9 = { let n3 = 7_u64; n3 + 1 } + n3;
-        ((n2, n3, n4, s5, n6, v7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_186() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(8, 6);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v5 = make(1);
-        let f6 = move || n2 * 3;
-        push(&mut v5, n3);
-        let n7 = f6();
-        let s8 = format!("{n3}-{:?}-{n3:>3}", v5);
-        let n9 = [1_u64, 2, 3].iter().map(|s8| s8 * 2).sum::<u64>() + n3;
-        let n10 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        let n11 = total(&v5);
-        let mut n12 = total(&v5);
-        ((n2, n3, n4, v5, n7, s8,), (n9, n10, n11, n12,),)
-    };
-}
-
-#[test]
-fn program_187() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(2, 7);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = total(&v1);
-        ((v1, n2, n3, n4,),)
-    };
-}
-
-#[test]
-fn program_188() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(5, 3);
-        let mut n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_189() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(4, 1);
-        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let mut n4 = total(&v1);
-        let n5 = if n2 % 2 == 0 { n2 } else { 1 + 1 };
-        let n6 = total(&v1);
-        let n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v8 = make(6);
-        let n9 = total(&v8);
-        let mut n10 = total(&v8);
-        let mut n11 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        let n12 = total(&v8);
-        let mut n13 = total(&v8);
-        ((n2, s3, n4, n5, n6, n7,), (v8, n9, n10, n11, n12, n13,),)
-    };
-}
-
-#[test]
-fn program_190() {
-    check! {
-        let mut v1 = make(3);
-        let mut n2 = add(1, 3);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let mut v4 = make(1);
-        let n5 = total(&v4);
-        let mut n6 = if n5 % 2 == 0 { n5 } else { n2 + 1 };
-        let p7 = { let a = n5; Pair { a, v: v1 } };
-        let n8 = [1_u64, 2, 3].iter().map(|s3| s3 * 2).sum::<u64>() + n6;
-        let mut p9 = { let a = n2; Pair { a, v: v4 } };
-        let v10 = make(4);
-        let n11 = total(&v10);
-        ((n2, s3, n5, n6, p7, n8,), (p9, v10, n11,),)
-    };
-}
-
-#[test]
-fn program_191() {
-    check! {
-        let v1 = make(4);
-        let mut n2 = add(3, 3);
+        let n2 = add(3, 4);
         let mut n3 = total(&v1);
         let mut n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let n5 = if n4 % 2 == 0 { n4 } else { 3 + 1 };
-        let p6 = { let a = n3; Pair { a, v: v1 } };
-        ((n2, n3, n4, n5, p6,),)
-    };
-}
-
-#[test]
-fn program_192() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(6, 5);
-        let f3 = move || n2 * 3;
-        let f4 = move || n2 * 3;
-        let n5 = total(&v1);
-        let n6 = f4();
-        n2 += n2;
-        let n7 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let s8 = format!("{n6}-{:?}-{n6:>3}", v1);
-        let s9 = format!("{n7}-{:?}-{n7:>3}", v1);
-        let n10 = total(&v1);
-        let mut s11 = format!("{n6}-{:?}-{n6:>3}", v1);
-        let n12 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        ((v1, n2, n5, n6, n7, s8,), (s9, n10, s11, n12,),)
-    };
-}
-
-#[test]
-fn program_193() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(2, 7);
-        let n3 = total(&v1);
-        let n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let n5 = total(&v1);
-        let mut p6 = { let a = n2; Pair { a, v: v1 } };
-        let v7 = make(6);
-        let n8 = { let n3 = 7_u64; n3 + 1 } + n3;
-        ((n2, n3, n4, n5, p6, v7,), (n8,),)
-    };
-}
-
-#[test]
-fn program_194() {
-    check! {
-        let mut v1 = make(5);
-        let mut v2 = make(6);
-        let mut n3 = add(1, 5);
-        let s4 = format!("{n3}-{:?}-{n3:>3}", v2);
-        ((v1, v2, n3, s4,),)
-    };
-}
-
-#[test]
-fn program_195() {
-    check! {
-        let mut v1 = make(2);
-        let mut n2 = add(5, 2);
-        let n3 = add(n2, n2);
-        let mut n4 = { let n3 = 7_u64; n3 + 1 } + n3;
-        let n5 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n4;
-        push(&mut v1, 3);
-        let n6 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + 5;
-        ((v1, n2, n3, n4, n5, n6,),)
-    };
-}
-
-#[test]
-fn program_196() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(4, 6);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 8;
-        let n5 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 8;
-        let n6 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,),)
-    };
-}
-
-#[test]
-fn program_197() {
-    check! {
-        let mut v1 = make(6);
-        let n2 = add(7, 5);
-        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        let mut n4 = total(&v1);
-        let mut v5 = make(3);
-        let mut n6 = if n4 % 2 == 0 { n4 } else { n2 + 1 };
-        let n7 = total(&v5);
-        let mut n8 = if let Some(x) = maybe(n7) { x } else { n7 * 2 };
-        let s9 = format!("{n2}-{:?}-{n2:>3}", v5);
-        let s10 = format!("{n4}-{:?}-{n4:>3}", v1);
-        let mut n11 = total(&v1);
-        n6 += n7;
-        ((v1, n2, n3, n4, v5, n6,), (n7, n8, s9, s10, n11,),)
-    };
-}
-
-#[test]
-fn program_198() {
-    check! {
-        let mut v1 = make(0);
-        let mut n2 = add(6, 2);
-        let n3 = total(&v1);
-        let mut p4 = { let a = n2; Pair { a, v: v1 } };
-        ((n2, n3, p4,),)
-    };
-}
-
-#[test]
-fn program_199() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(4, 3);
-        let f3 = move || n2 * 3;
-        let mut n4 = total(&v1);
-        let n5 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n6 = total(&v1);
-        push(&mut v1, n6);
-        let mut p7 = { let a = n4; Pair { a, v: v1 } };
-        let v8 = make(5);
-        n2 += 1;
-        n4 += n2;
-        ((n2, n4, n5, n6, p7, v8,),)
-    };
-}
-
-#[test]
-fn program_200() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(1, 3);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n4 = add(n2, 2);
-        let n5 = total(&v1);
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_201() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(7, 2);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(3);
-        let n5 = total(&v4);
-        let s6 = format!("{n5}-{:?}-{n5:>3}", v4);
-        let n7 = total(&v4);
-        let p8 = { let a = n7; Pair { a, v: v4 } };
-        let v9 = make(3);
-        let mut n10 = total(&v9);
-        let s11 = format!("{n5}-{:?}-{n5:>3}", v9);
-        ((n2, n3, n5, s6, n7, p8,), (v9, n10, s11,),)
-    };
-}
-
-#[test]
-fn program_202() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(2, 1);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let f4 = move || n2 * 3;
-        let mut n5 = f4();
-        let mut n6 = total(&v1);
-        let n7 = total(&v1);
-        let mut v8 = make(3);
-        let n9 = add(n6, n6);
-        let mut n10 = if n7 % 2 == 0 { n5 } else { n5 + 1 };
-        let mut n11 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n5, n6, n7, v8,), (n9, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_203() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(8, 6);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let f5 = move || n2 * 3;
-        let mut n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n4, n6,),)
-    };
-}
-
-#[test]
-fn program_204() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(8, 4);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut v4 = make(0);
-        ((v1, n2, n3, v4,),)
-    };
-}
-
-#[test]
-fn program_205() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(8, 1);
-        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 1;
-        let n4 = if n2 % 2 == 0 { n3 } else { n2 + 1 };
-        ((v1, n2, n3, n4,),)
-    };
-}
-
-#[test]
-fn program_206() {
-    check! {
-        let v1 = make(2);
-        let n2 = add(7, 8);
-        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n4 = total(&v1);
-        let p5 = { let a = n2; Pair { a, v: v1 } };
-        let v6 = make(1);
-        let mut n7 = total(&v6);
-        let s8 = format!("{n7}-{:?}-{n7:>3}", v6);
-        let n9 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
-        ((n2, n3, n4, p5, v6, n7,), (s8, n9,),)
-    };
-}
-
-#[test]
-fn program_207() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(1, 5);
-        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        let mut n4 = total(&v1);
-        n4 += n2;
-        let n5 = total(&v1);
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_208() {
-    check! {
-        let mut v1 = make(2);
-        let mut n2 = add(6, 3);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v4 = make(3);
-        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(6);
-        let n7 = total(&v6);
-        let n8 = total(&v6);
-        let n9 = [1_u64, 2, 3].iter().map(|v6| v6 * 2).sum::<u64>() + n7;
-        ((n2, n3, n5, v6, n7, n8,), (n9,),)
-    };
-}
-
-#[test]
-fn program_209() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(8, 5);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        ((v1, n2, n3, n4,),)
-    };
-}
-
-#[test]
-fn program_210() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(7, 8);
-        let mut p3 = { let a = n2; Pair { a, v: v1 } };
-        let v4 = make(0);
-        n2 += n2;
-        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(4);
-        let mut n7 = total(&v6);
-        let mut n8 = add(n7, n2);
-        let mut n9 = total(&v6);
-        let n10 = { let n9 = 7_u64; n9 + 1 } + n9;
-        let n11 = { let n7 = 7_u64; n7 + 1 } + n7;
-        let n12 = { let n11 = 7_u64; n11 + 1 } + n11;
-        ((n2, p3, n5, v6, n7, n8,), (n9, n10, n11, n12,),)
-    };
-}
-
-#[test]
-fn program_211() {
-    check! {
-        let mut v1 = make(4);
-        let n2 = add(6, 8);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(5);
-        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v6 = make(6);
-        let n7 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 8;
-        v1 = make(1);
-        let f8 = move || n5 * 3;
-        ((v1, n2, n3, n5, v6, n7,),)
-    };
-}
-
-#[test]
-fn program_212() {
-    check! {
-        let mut v1 = make(4);
-        let mut n2 = add(6, 5);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v5 = make(4);
-        let mut n6 = total(&v5);
-        let n7 = if n6 % 2 == 0 { n3 } else { 3 + 1 };
-        let n8 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v9 = make(4);
-        let mut n10 = total(&v9);
-        let n11 = if n6 % 2 == 0 { 3 } else { n10 + 1 };
-        let n12 = total(&v9);
-        ((n2, n3, n4, n6, n7, n8,), (v9, n10, n11, n12,),)
-    };
-}
-
-#[test]
-fn program_213() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(2, 1);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let f6 = move || n2 * 3;
-        let n7 = total(&v1);
-        let f8 = move || n5 * 3;
-        n5 += n3;
-        let mut n9 = add(n5, n3);
-        ((v1, n2, n3, n4, n5, n7,), (n9,),)
-    };
-}
-
-#[test]
-fn program_214() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(7, 2);
-        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        n3 += n2;
-        push(&mut v1, n2);
-        let mut p4 = { let a = n3; Pair { a, v: v1 } };
-        let mut v5 = make(4);
-        push(&mut v5, n3);
-        v1 = make(4);
-        let mut n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let n7 = total(&v5);
-        ((n2, n3, p4, v5, n6, n7,),)
-    };
-}
-
-#[test]
-fn program_215() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(3, 6);
-        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 5;
-        let mut n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
-        let n5 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n3;
-        let n6 = total(&v1);
-        let n7 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_216() {
-    check! {
-        let mut v1 = make(6);
-        let mut n2 = add(4, 1);
-        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let f4 = move || n3 * 3;
-        n2 += n2;
-        let s5 = format!("{n2}-{:?}-{n2:>3}", v1);
-        push(&mut v1, n2);
-        let mut n6 = total(&v1);
-        let n7 = f4();
-        let n8 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let f9 = move || n7 * 3;
-        ((v1, n2, n3, s5, n6, n7,), (n8,),)
-    };
-}
-
-#[test]
-fn program_217() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(3, 6);
-        let mut n3 = total(&v1);
-        let n4 = add(n2, n2);
-        let n5 = total(&v1);
-        let mut p6 = { let a = n3; Pair { a, v: v1 } };
-        ((n2, n3, n4, n5, p6,),)
-    };
-}
-
-#[test]
-fn program_218() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(4, 6);
-        push(&mut v1, n2);
-        let p3 = { let a = n2; Pair { a, v: v1 } };
-        let mut v4 = make(6);
-        let n5 = [1_u64, 2, 3].iter().map(|v4| v4 * 2).sum::<u64>() + n2;
-        v1 = make(4);
-        let mut n6 = total(&v1);
-        let n7 = total(&v1);
-        let n8 = p3.a + p3.v.len() as u64;
-        let n9 = if n6 % 2 == 0 { n2 } else { n8 + 1 };
-        let n10 = total(&v1);
-        let n11 = add(n8, 4);
-        ((v1, n2, p3, v4, n5, n6,), (n7, n8, n9, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_219() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(8, 4);
-        let mut n3 = total(&v1);
-        push(&mut v1, 4);
-        push(&mut v1, 7);
-        let n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n5 = if n2 % 2 == 0 { n4 } else { n2 + 1 };
-        let mut n6 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 2;
-        let s7 = format!("{n6}-{:?}-{n6:>3}", v1);
+        let mut n5 = if n4 % 2 == 0 { n4 } else { 7 + 1 };
+        let mut n6 = if n4 % 2 == 0 { n2 } else { n3 + 1 };
+        let n7 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n6;
         let mut n8 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (s7, n8,),)
-    };
-}
-
-#[test]
-fn program_220() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(8, 8);
-        let n3 = total(&v1);
-        let p4 = { let a = n3; Pair { a, v: v1 } };
-        let v5 = make(5);
-        let n6 = total(&v5);
-        let n7 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n8 = total(&v5);
-        ((n2, n3, p4, v5, n6, n7,), (n8,),)
-    };
-}
-
-#[test]
-fn program_221() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(3, 4);
-        let mut n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        let n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let mut n5 = total(&v1);
-        let s6 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let mut n7 = total(&v1);
-        let n8 = total(&v1);
-        ((v1, n2, n3, n4, n5, s6,), (n7, n8,),)
-    };
-}
-
-#[test]
-fn program_222() {
-    check! {
-        let mut v1 = make(3);
-        let mut n2 = add(2, 6);
-        let v3 = make(0);
-        let f4 = move || n2 * 3;
-        let n5 = if n2 % 2 == 0 { 2 } else { n2 + 1 };
-        let v6 = join(v3, v1);
-        n2 += 5;
-        let mut p7 = { let a = n2; Pair { a, v: v6 } };
-        let mut v8 = make(5);
-        let n9 = total(&v8);
-        let mut s10 = format!("{n2}-{:?}-{n2:>3}", v8);
-        n2 += n2;
-        let n11 = total(&v8);
-        ((n2, n5, p7, v8, n9, s10,), (n11,),)
-    };
-}
-
-#[test]
-fn program_223() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(6, 1);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(0);
-        let mut p5 = { let a = n2; Pair { a, v: v4 } };
-        let mut v6 = make(5);
-        let s7 = format!("{n2}-{:?}-{n2:>3}", v6);
-        let f8 = move || n3 * 3;
-        let n9 = add(n2, n2);
-        let mut p10 = { let a = 3; Pair { a, v: v6 } };
-        let mut v11 = make(4);
-        let mut s12 = format!("{n3}-{:?}-{n3:>3}", v11);
-        let n13 = if let Some(x) = maybe(n9) { x } else { n9 * 2 };
-        ((n2, n3, p5, s7, n9, p10,), (v11, s12, n13,),)
-    };
-}
-
-#[test]
-fn program_224() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(2, 7);
-        let mut v3 = make(0);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let n5 = if n2 % 2 == 0 { n2 } else { 5 + 1 };
-        ((n2, v3, p4, n5,),)
-    };
-}
-
-#[test]
-fn program_225() {
-    check! {
-        let mut v1 = make(1);
-        let n2 = add(4, 2);
-        let n3 = total(&v1);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n5 = if n4 % 2 == 0 { n3 } else { n2 + 1 };
-        let mut n6 = total(&v1);
-        push(&mut v1, n4);
-        let mut n7 = total(&v1);
-        let mut n8 = total(&v1);
-        let f9 = move || n8 * 3;
-        n8 += 3;
-        let f10 = move || n2 * 3;
-        n7 += n6;
         ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
     };
 }
 
 #[test]
-fn program_226() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(1, 5);
-        let f3 = move || n2 * 3;
-        let n4 = add(n2, n2);
-        let mut n5 = total(&v1);
-        n5 += n5;
-        let n6 = add(n2, n5);
-        let mut n7 = if n5 % 2 == 0 { n4 } else { 7 + 1 };
-        let n8 = add(n7, n2);
-        let n9 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        let n10 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + n9;
-        let n11 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n12 = { let n2 = 7_u64; n2 + 1 } + n2;
-        ((v1, n2, n4, n5, n6, n7,), (n8, n9, n10, n11, n12,),)
+fn program_149() {
+    check! { count, log;
+        let v1 = make(5);
+        let mut n2 = add(6, 5);
+        let n3 = total(&v1);
+        let n4 = total(&v1);
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
-fn program_227() {
-    check! {
+fn program_150() {
+    check! { count, log;
         let v1 = make(0);
-        let mut n2 = add(4, 3);
+        let mut n2 = add(5, 5);
         let mut n3 = total(&v1);
         let n4 = total(&v1);
-        let n5 = total(&v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v7 = make(4);
-        let n8 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let mut n9 = total(&v7);
-        let n10 = total(&v7);
-        ((n2, n3, n4, n5, n6, v7,), (n8, n9, n10,),)
-    };
-}
-
-#[test]
-fn program_228() {
-    check! {
-        let mut v1 = make(2);
-        let mut n2 = add(5, 8);
-        let f3 = move || n2 * 3;
-        let mut s4 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let f6 = move || n5 * 3;
-        ((v1, n2, s4, n5,),)
-    };
-}
-
-#[test]
-fn program_229() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(8, 8);
-        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
-        let mut p4 = { let a = 3; Pair { a, v: v1 } };
-        let v5 = make(3);
-        let mut n6 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n7 = add(n3, n2);
-        ((n2, n3, p4, v5, n6, n7,),)
-    };
-}
-
-#[test]
-fn program_230() {
-    check! {
-        let mut v1 = make(4);
-        let mut n2 = add(1, 5);
-        let f3 = move || n2 * 3;
-        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let n5 = total(&v1);
-        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v7 = make(5);
-        let n8 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + 1;
-        let n9 = f3();
-        let n10 = total(&v7);
-        ((n2, n4, n5, n6, v7, n8,), (n9, n10,),)
-    };
-}
-
-#[test]
-fn program_231() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(6, 2);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 5;
-        let mut n5 = total(&v1);
-        push(&mut v1, n3);
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_232() {
-    check! {
-        let mut v1 = make(2);
-        let v2 = make(0);
-        let v3 = make(3);
-        let n4 = add(8, 8);
-        push(&mut v1, n4);
-        let f5 = move || n4 * 3;
-        push(&mut v1, n4);
-        let mut n6 = add(3, 2);
-        let n7 = total(&v2);
-        n6 += n4;
-        ((v1, v2, v3, n4, n6, n7,),)
-    };
-}
-
-#[test]
-fn program_233() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(3, 1);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let mut n5 = total(&v1);
-        let mut n6 = total(&v1);
-        let n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v8 = make(2);
+        n3 += n3;
+        let n5 = add(3, 7);
+        let n6 = total(&v1);
+        let p7 = { let a = n3; Pair { a, v: v1 } };
+        let mut v8 = make(6);
         let n9 = total(&v8);
-        ((n2, n3, n4, n5, n6, n7,), (v8, n9,),)
+        let mut n10 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
+        n2 += 1;
+        ((n2, n3, n4, n5, n6, p7,), (v8, n9, n10,),)
     };
 }
 
 #[test]
-fn program_234() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(5, 4);
-        let mut n3 = total(&v1);
-        let mut n4 = total(&v1);
-        let mut n5 = add(n4, n3);
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_235() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(6, 7);
-        let n3 = total(&v1);
-        let mut p4 = { let a = 1; Pair { a, v: v1 } };
-        let v5 = make(0);
-        let n6 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n3;
-        ((n2, n3, p4, v5, n6,),)
-    };
-}
-
-#[test]
-fn program_236() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(1, 7);
-        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let mut n4 = if n2 % 2 == 0 { 3 } else { 6 + 1 };
-        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut p6 = { let a = n5; Pair { a, v: v1 } };
-        let mut v7 = make(4);
-        push(&mut v7, n5);
-        let mut n8 = v7.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, s3, n4, n5, p6, n8,),)
-    };
-}
-
-#[test]
-fn program_237() {
-    check! {
+fn program_151() {
+    check! { count, log;
         let v1 = make(3);
-        let n2 = add(2, 2);
-        let mut n3 = add(7, n2);
-        let f4 = move || n3 * 3;
-        let n5 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
-        let mut n6 = total(&v1);
-        n6 += n5;
-        let n7 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let n8 = total(&v1);
-        let n9 = total(&v1);
-        let n10 = total(&v1);
-        ((v1, n2, n3, n5, n6, n7,), (n8, n9, n10,),)
+        let n2 = add(6, 1);
+        let n3 = total(&v1);
+        let mut n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n5 = total(&v1);
+        let n6 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
+        let mut n7 = total(&v1);
+        let p8 = { let a = n6; Pair { a, v: v1 } };
+        let v9 = make(3);
+        ((n2, n3, n4, n5, n6, n7,), (p8, v9,),)
     };
 }
 
 #[test]
-fn program_238() {
-    check! {
-        let mut v1 = make(6);
-        let mut n2 = add(5, 2);
+fn program_152() {
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(1, 7);
+        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let f4 = move || n2 * 3;
+        let mut n5 = total(&v1);
+        let p6 = { let a = n5; Pair { a, v: v1 } };
+        let v7 = make(3);
+        ((n2, n3, n5, p6, v7,),)
+    };
+}
+
+#[test]
+fn program_153() {
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(8, 3);
         let n3 = total(&v1);
+        let mut n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n5 = total(&v1);
+        let n6 = matches!(maybe(n5), Some(x) if x != n5) as u64 + n5;
+        let n7 = matches!(maybe(n6), Some(x) if x != n6) as u64 + n6;
+        let mut n8 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
+    };
+}
+
+#[test]
+fn program_154() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let mut n2 = add(4, 4);
+        let mut n3 = total(&v1);
+        let mut s4 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let mut n5 = total(&v1);
+        let n6 = total(&v1);
+        ((v1, n2, n3, s4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_155() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(7, 1);
+        let mut n3 = add(count, n2);
         let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
         let v5 = make(3);
-        let p6 = { let a = 2; Pair { a, v: v5 } };
-        let v7 = make(3);
-        let s8 = format!("{n3}-{:?}-{n3:>3}", v7);
-        let mut n9 = [1_u64, 2, 3].iter().map(|s8| s8 * 2).sum::<u64>() + n4;
-        ((n2, n3, n4, p6, v7, s8,), (n9,),)
+        let mut n6 = v5.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v7 = make(6);
+        let n8 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n6;
+        ((n2, n3, n4, n6, v7, n8,),)
     };
 }
 
 #[test]
-fn program_239() {
-    check! {
-        let v1 = make(0);
-        let n2 = add(8, 8);
+fn program_156() {
+    check! { count, log;
+        let mut v1 = make(3);
+        let mut n2 = add(5, 3);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = total(&v1);
+        let p5 = { let a = n2; Pair { a, v: v1 } };
+        let v6 = make(1);
+        let n7 = add(n4, n4);
+        let mut n8 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
+        ((n2, n3, n4, p5, v6, n7,), (n8,),)
+    };
+}
+
+#[test]
+fn program_157() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(6, 7);
+        let mut n3 = total(&v1);
+        let mut n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_158() {
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(7, 7);
         let n3 = total(&v1);
+        let _ = v1;
+        let n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let mut n6 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
+        let mut n7 = if n6 % 2 == 0 { n2 } else { n5 + 1 };
+        let n8 = add(count, n2);
+        let mut n9 = if n4 % 2 == 0 { n6 } else { n2 + 1 };
+        let n10 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v11 = make(4);
+        let mut n12 = total(&v11);
+        ((n2, n3, n4, n5, n6, n7,), (n8, n9, n10, v11, n12,),)
+    };
+}
+
+#[test]
+fn program_159() {
+    check! { count, log;
+        let v1 = make(3);
+        let mut v2 = make(5);
+        let n3 = add(2, 4);
+        let n4 = total(&v1);
+        count += n3;
+        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let n6 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        ((v2, n3, n4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_160() {
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(3, 8);
+        let n3 = if n2 % 2 == 0 { 3 } else { n2 + 1 };
+        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let n5 = total(&v1);
+        n4 += n2;
+        let s6 = format!("{n5}-{:?}-{n5:>3}", v1);
+        let n7 = total(&v1);
+        let n8 = total(&v1);
+        let n9 = match maybe(n7) { Some(n7) => n7 + 1, None => n7 } + n7;
+        count += n9;
+        let p10 = { let a = n3; Pair { a, v: v1 } };
+        ((n2, n3, n4, n5, s6, n7,), (n8, n9, p10,),)
+    };
+}
+
+#[test]
+fn program_161() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(1, 1);
+        let mut n3 = add(4, n2);
+        let mut n4 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
+        let n5 = total(&log);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_162() {
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(5, 5);
+        push(&mut log, n2);
+        let n3 = add(n2, n2);
         let mut n4 = total(&v1);
+        let mut n5 = add(n3, n4);
+        let v6 = make(5);
+        push(&mut log, n4);
+        let mut n7 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let n8 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        ((v1, n2, n3, n4, n5, v6,), (n7, n8,),)
+    };
+}
+
+#[test]
+fn program_163() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(2, 6);
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 2;
+        n4 += n2;
+        let mut n5 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n6 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_164() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let mut n2 = add(7, 1);
+        n2 += 6;
+        let mut n3 = total(&log);
+        (n2, n3) = (n3, n2 + 1);
+        let p4 = { let a = n2; Pair { a, v: v1 } };
+        let mut v5 = make(2);
+        let n6 = total(&v5);
+        let mut n7 = p4.a + p4.v.len() as u64;
+        let mut n8 = v5.into_iter().map(|x| x + 1).sum::<u64>();
+        let v9 = make(5);
+        ((n2, n3, p4, n6, n7, n8,), (v9,),)
+    };
+}
+
+#[test]
+fn program_165() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(1, 3);
+        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let f4 = move || n2 * 3;
+        let n5 = if n2 % 2 == 0 { n2 } else { n3 + 1 };
+        let n6 = total(&v1);
+        let mut n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v8 = make(1);
+        n3 += n3;
+        let n9 = total(&v8);
+        let p10 = { let a = n5; Pair { a, v: v8 } };
+        let mut v11 = make(0);
+        let mut n12 = matches!(maybe(n7), Some(x) if x != n7) as u64 + n7;
+        ((n2, n3, n5, n6, n7, n9,), (p10, v11, n12,),)
+    };
+}
+
+#[test]
+fn program_166() {
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(4, 8);
+        let v3 = make(3);
+        let mut n4 = total(&v1);
+        n4 += n4;
+        let mut n5 = total(&log);
+        let n6 = total(&v3);
+        let mut n7 = total(&v3);
+        let mut v8 = join(v1, v3);
+        let n9 = if n2 % 2 == 0 { 5 } else { n2 + 1 };
+        (n7, n4) = (n4, n7 + 1);
+        let mut s10 = format!("{n7}-{:?}-{n7:>3}", v8);
+        ((n2, n4, n5, n6, n7, v8,), (n9, s10,),)
+    };
+}
+
+#[test]
+fn program_167() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(3, 5);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = total(&v1);
         let f5 = move || n4 * 3;
         let n6 = total(&v1);
-        let n7 = total(&v1);
-        ((v1, n2, n3, n4, n6, n7,),)
+        let mut n7 = total(&v1);
+        let mut p8 = { let a = 6; Pair { a, v: v1 } };
+        let mut v9 = make(3);
+        let n10 = total(&v9);
+        let n11 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + n7;
+        let n12 = total(&v9);
+        ((n2, n3, n4, n6, n7, p8,), (v9, n10, n11, n12,),)
     };
 }
 
 #[test]
-fn program_240() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(4, 5);
-        let mut v3 = make(5);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let s6 = format!("{n2}-{:?}-{n2:>3}", v3);
-        let n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut n8 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n9 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        ((n2, v3, n4, n5, s6, n7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_241() {
-    check! {
+fn program_168() {
+    check! { count, log;
         let v1 = make(2);
-        let mut n2 = add(2, 5);
+        let n2 = add(5, 3);
         let n3 = total(&v1);
         let n4 = total(&v1);
-        n2 += n3;
+        let p5 = { let a = n2; Pair { a, v: v1 } };
+        let mut v6 = make(4);
+        let n7 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + 5;
+        push(&mut v6, n3);
+        let n8 = total(&v6);
+        let mut n9 = add(count, n8);
+        let mut v10 = make(0);
+        n9 += n8;
+        let mut n11 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        ((n2, n3, n4, p5, v6, n7,), (n8, n9, v10, n11,),)
+    };
+}
+
+#[test]
+fn program_169() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let mut n2 = add(4, 1);
+        let mut p3 = { let a = 8; Pair { a, v: v1 } };
+        let mut v4 = make(3);
+        let n5 = total(&v4);
+        push(&mut v4, 8);
+        ((n2, p3, v4, n5,),)
+    };
+}
+
+#[test]
+fn program_170() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(8, 1);
+        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        let mut n4 = total(&log);
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_171() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let mut n2 = add(7, 8);
+        let n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
+        n2 += n2;
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_172() {
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(1, 8);
+        let n3 = total(&v1);
+        let mut n4 = { let n2 = 7_u64; n2 + 1 } + n2;
         let mut n5 = total(&v1);
         let n6 = total(&v1);
-        let n7 = total(&v1);
-        let n8 = total(&v1);
-        let n9 = total(&v1);
-        let mut n10 = if let Some(x) = maybe(n7) { x } else { n7 * 2 };
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10,),)
+        ((v1, n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
-fn program_242() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(5, 5);
-        let f3 = move || n2 * 3;
-        let s4 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let p5 = { let a = n2; Pair { a, v: v1 } };
-        let v6 = make(5);
-        let mut n7 = add(8, n2);
-        let n8 = { let n2 = 7_u64; n2 + 1 } + n2;
-        ((n2, s4, p5, v6, n7, n8,),)
+fn program_173() {
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(3, 7);
+        let n3 = total(&log);
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let f6 = move || n5 * 3;
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
-fn program_243() {
-    check! {
-        let v1 = make(3);
+fn program_174() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(5, 3);
+        let mut n3 = total(&v1);
+        let n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let mut v5 = make(4);
+        let mut v6 = make(3);
+        let n7 = add(5, 8);
+        ((v1, n2, n3, n4, v5, v6,), (n7,),)
+    };
+}
+
+#[test]
+fn program_175() {
+    check! { count, log;
+        let mut v1 = make(2);
         let mut n2 = add(2, 1);
+        let v3 = make(0);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut s5 = format!("{n4}-{:?}-{n4:>3}", v3);
+        let n6 = add(count, n4);
+        let mut n7 = { let n4 = 7_u64; n4 + 1 } + n4;
+        let _ = v3;
+        ((v1, n2, v3, n4, s5, n6,), (n7,),)
+    };
+}
+
+#[test]
+fn program_176() {
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(7, 7);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v4 = make(3);
+        let n5 = total(&v4);
+        let _ = v4;
+        let mut n6 = add(n3, 5);
+        let n7 = v4.into_iter().map(|x| x + 1).sum::<u64>();
+        let v8 = make(1);
+        ((n2, n3, n5, n6, n7, v8,),)
+    };
+}
+
+#[test]
+fn program_177() {
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(5, 2);
         let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = add(n3, n3);
-        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let mut n5 = total(&v1);
+        let f6 = move || n5 * 3;
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_178() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(8, 4);
+        let n3 = add(n2, n2);
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_179() {
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(1, 6);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
+        let mut n6 = total(&v1);
+        let n7 = if n6 % 2 == 0 { n3 } else { 3 + 1 };
+        let mut n8 = total(&v1);
+        count += 4;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
+    };
+}
+
+#[test]
+fn program_180() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(8, 5);
+        let mut v3 = make(6);
+        let mut n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n5 = total(&v1);
+        let _ = v3;
+        let mut n6 = total(&v1);
+        let n7 = add(count, 8);
+        ((v1, n2, v3, n4, n5, n6,), (n7,),)
+    };
+}
+
+#[test]
+fn program_181() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(6, 5);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        count += n4;
+        count += n3;
+        let mut v5 = make(5);
+        let mut n6 = total(&v5);
+        let n7 = total(&log);
+        let n8 = total(&v5);
+        let n9 = add(8, n6);
+        let n10 = total(&v1);
+        let n11 = v5.into_iter().map(|x| x + 1).sum::<u64>();
+        ((v1, n2, n3, n4, n6, n7,), (n8, n9, n10, n11,),)
+    };
+}
+
+#[test]
+fn program_182() {
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(8, 7);
+        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let p6 = { let a = n2; Pair { a, v: v1 } };
+        let v7 = make(3);
+        let n8 = total(&v7);
+        ((n2, s3, n4, n5, p6, v7,), (n8,),)
+    };
+}
+
+#[test]
+fn program_183() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(5, 8);
+        let f3 = move || n2 * 3;
+        let mut n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        ((v1, n2, n4,),)
+    };
+}
+
+#[test]
+fn program_184() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(6, 8);
+        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n4 = total(&v1);
+        let p5 = { let a = n2; Pair { a, v: v1 } };
+        let v6 = make(0);
+        n4 += n4;
+        let mut n7 = total(&v6);
+        ((n2, n3, n4, p5, v6, n7,),)
+    };
+}
+
+#[test]
+fn program_185() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let mut n2 = add(2, 3);
+        let f3 = move || n2 * 3;
+        let mut n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n5 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        let mut n6 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        ((v1, n2, n4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_186() {
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(4, 6);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let s4 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let f5 = move || n2 * 3;
+        let mut n6 = total(&v1);
+        let _ = v1;
+        push(&mut log, n3);
+        let mut n7 = total(&v1);
+        let mut n8 = total(&v1);
+        push(&mut log, n3);
+        let mut v9 = make(2);
+        ((v1, n2, n3, s4, n6, n7,), (n8, v9,),)
+    };
+}
+
+#[test]
+fn program_187() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(7, 1);
+        push(&mut v1, n2);
+        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        ((v1, n2, n3,),)
+    };
+}
+
+#[test]
+fn program_188() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(4, 3);
+        let mut n3 = total(&v1);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n5 = total(&v1);
         let mut n6 = total(&v1);
         let mut n7 = total(&v1);
-        let n8 = total(&v1);
-        let n9 = total(&v1);
-        let f10 = move || n6 * 3;
-        let n11 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v12 = make(4);
-        let n13 = f10();
-        ((n2, n3, n4, n5, n6, n7,), (n8, n9, n11, v12, n13,),)
+        ((v1, n2, n3, n4, n5, n6,), (n7,),)
     };
 }
 
 #[test]
-fn program_244() {
-    check! {
-        let v1 = make(4);
-        let mut n2 = add(2, 4);
-        let v3 = make(0);
-        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
-        n2 += n4;
-        let mut n5 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
-        n5 += n2;
-        let n6 = total(&v1);
-        let n7 = { let n6 = 7_u64; n6 + 1 } + n6;
-        let n8 = if n6 % 2 == 0 { 1 } else { n5 + 1 };
-        ((v1, n2, v3, n4, n5, n6,), (n7, n8,),)
-    };
-}
-
-#[test]
-fn program_245() {
-    check! {
-        let mut v1 = make(6);
-        let mut v2 = make(6);
-        let n3 = add(6, 4);
-        let mut s4 = format!("{n3}-{:?}-{n3:>3}", v2);
-        let mut n5 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 1;
-        let mut n6 = total(&v2);
-        ((v1, v2, n3, s4, n5, n6,),)
-    };
-}
-
-#[test]
-fn program_246() {
-    check! {
+fn program_189() {
+    check! { count, log;
         let mut v1 = make(0);
+        let n2 = add(5, 4);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut v4 = make(3);
+        let _ = v1;
+        let s5 = format!("{n3}-{:?}-{n3:>3}", v4);
+        let mut n6 = total(&v4);
+        let _ = v1;
+        let n7 = v4.into_iter().map(|x| x + 1).sum::<u64>();
+        let n8 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut v9 = make(3);
+        ((v1, n2, n3, s5, n6, n7,), (n8, v9,),)
+    };
+}
+
+#[test]
+fn program_190() {
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(3, 1);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let n6 = total(&v1);
+        let f7 = move || n4 * 3;
+        count += n2;
+        let mut s8 = format!("{n5}-{:?}-{n5:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (s8,),)
+    };
+}
+
+#[test]
+fn program_191() {
+    check! { count, log;
+        let v1 = make(5);
+        let mut n2 = add(1, 7);
+        let v3 = make(6);
+        let n4 = total(&v3);
+        let mut n5 = total(&v1);
+        ((v1, n2, v3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_192() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(2, 7);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        count += 2;
+        let mut p4 = { let a = n3; Pair { a, v: v1 } };
+        ((n2, n3, p4,),)
+    };
+}
+
+#[test]
+fn program_193() {
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(2, 5);
+        let n3 = total(&log);
+        let _ = v1;
+        let v4 = make(4);
+        let n5 = add(n2, 7);
+        let n6 = total(&v1);
+        let n7 = total(&v4);
+        let n8 = total(&log);
+        let mut n9 = add(n3, n7);
+        ((v1, n2, n3, v4, n5, n6,), (n7, n8, n9,),)
+    };
+}
+
+#[test]
+fn program_194() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let n2 = add(1, 1);
+        let v3 = make(2);
+        let mut n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n5 = total(&v3);
+        let n6 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        let n7 = total(&v3);
+        push(&mut log, n4);
+        let n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut p9 = { let a = n7; Pair { a, v: v3 } };
+        let v10 = make(2);
+        let s11 = format!("{n4}-{:?}-{n4:>3}", v10);
+        (n5, n4) = (n4, n5 + 1);
+        ((n2, n4, n5, n6, n7, n8,), (p9, v10, s11,),)
+    };
+}
+
+#[test]
+fn program_195() {
+    check! { count, log;
+        let mut v1 = make(6);
         let n2 = add(2, 4);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut v4 = make(5);
+        let v5 = make(6);
+        count += n3;
+        let mut n6 = add(count, 3);
+        let mut n7 = if n2 % 2 == 0 { 7 } else { n2 + 1 };
+        let mut n8 = if n6 % 2 == 0 { 4 } else { n6 + 1 };
+        count += 1;
+        let mut s9 = format!("{n8}-{:?}-{n8:>3}", v4);
+        let mut n10 = [1_u64, 2, 3].iter().map(|s9| s9 * 2).sum::<u64>() + n6;
+        ((v1, n2, n3, v4, v5, n6,), (n7, n8, s9, n10,),)
+    };
+}
+
+#[test]
+fn program_196() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(7, 8);
         let n3 = add(n2, n2);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let p4 = { let a = n3; Pair { a, v: v1 } };
+        let mut v5 = make(0);
+        let n6 = total(&v5);
+        let mut p7 = { let a = n2; Pair { a, v: v5 } };
+        let v8 = make(0);
+        let mut n9 = total(&v8);
+        let f10 = move || n3 * 3;
+        let n11 = total(&v8);
+        let mut n12 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let n13 = [1_u64, 2, 3].iter().map(|v8| v8 * 2).sum::<u64>() + n12;
+        ((n2, n3, p4, n6, p7, v8,), (n9, n11, n12, n13,),)
+    };
+}
+
+#[test]
+fn program_197() {
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(4, 8);
+        push(&mut log, n2);
+        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let n4 = add(n2, n3);
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_198() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(2, 2);
+        let n3 = total(&v1);
+        push(&mut log, n2);
+        let n4 = total(&v1);
+        let n5 = total(&v1);
         let n6 = total(&v1);
         let n7 = total(&v1);
-        let n8 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        let mut n9 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n4;
-        push(&mut v1, n4);
+        let n8 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + 6;
+        let mut s9 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let n10 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v11 = make(4);
+        let mut n12 = total(&v11);
+        ((n2, n3, n4, n5, n6, n7,), (n8, s9, n10, v11, n12,),)
+    };
+}
+
+#[test]
+fn program_199() {
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(4, 7);
+        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(4);
+        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut s6 = format!("{n2}-{:?}-{n2:>3}", v4);
+        let mut n7 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        ((n2, n3, v4, n5, s6, n7,),)
+    };
+}
+
+#[test]
+fn program_200() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(1, 6);
+        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        let _ = v1;
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_201() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(3, 6);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_202() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(1, 3);
+        let mut n3 = total(&v1);
+        push(&mut v1, n3);
+        let mut s4 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let mut v5 = make(2);
+        let n6 = add(8, 8);
+        let n7 = total(&v1);
+        let mut n8 = add(n6, 2);
+        let n9 = add(count, n2);
+        let n10 = total(&v5);
+        let mut s11 = format!("{n7}-{:?}-{n7:>3}", v5);
+        ((v1, n2, n3, s4, v5, n6,), (n7, n8, n9, n10, s11,),)
+    };
+}
+
+#[test]
+fn program_203() {
+    check! { count, log;
+        let v1 = make(4);
+        let mut n2 = add(2, 7);
+        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v4 = make(0);
+        ((n2, n3, v4,),)
+    };
+}
+
+#[test]
+fn program_204() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(7, 1);
+        let n3 = total(&v1);
+        let p4 = { let a = n3; Pair { a, v: v1 } };
+        let mut v5 = make(5);
+        let mut n6 = total(&v5);
+        let n7 = total(&v5);
+        push(&mut log, 2);
+        let n8 = add(n7, n3);
+        ((n2, n3, p4, v5, n6, n7,), (n8,),)
+    };
+}
+
+#[test]
+fn program_205() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(5, 2);
+        let v3 = make(1);
+        count += 2;
+        let mut n4 = add(n2, n2);
+        ((v1, n2, v3, n4,),)
+    };
+}
+
+#[test]
+fn program_206() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(4, 3);
+        let p3 = { let a = n2; Pair { a, v: v1 } };
+        let v4 = make(3);
+        let mut n5 = total(&v4);
+        let _ = v4;
+        let n6 = if n2 % 2 == 0 { n5 } else { n2 + 1 };
+        let p7 = { let a = n6; Pair { a, v: v4 } };
+        let mut v8 = make(6);
+        let n9 = p7.a + p7.v.len() as u64;
+        let f10 = move || n2 * 3;
+        push(&mut log, n6);
+        let n11 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
+        ((n2, p3, n5, n6, p7, v8,), (n9, n11,),)
+    };
+}
+
+#[test]
+fn program_207() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(1, 1);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let n6 = total(&v1);
+        let n7 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
+        let n8 = total(&v1);
+        let p9 = { let a = n2; Pair { a, v: v1 } };
+        let v10 = make(1);
+        let n11 = add(count, 1);
+        let n12 = total(&v10);
+        ((n2, s3, n4, n5, n6, n7,), (n8, p9, v10, n11, n12,),)
+    };
+}
+
+#[test]
+fn program_208() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let mut n2 = add(1, 5);
+        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
+        ((v1, n2, s3, n4,),)
+    };
+}
+
+#[test]
+fn program_209() {
+    check! { count, log;
+        let v1 = make(5);
+        let mut n2 = add(1, 4);
+        let mut n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        count += n2;
+        let mut n4 = total(&log);
+        (n3, n2) = (n2, n3 + 1);
+        let mut n5 = total(&log);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_210() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(4, 6);
+        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 8;
+        let n5 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 8;
+        let n6 = total(&v1);
+        let n7 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let mut n8 = { let n5 = 7_u64; n5 + 1 } + n5;
+        let mut n9 = total(&v1);
         ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9,),)
     };
 }
 
 #[test]
-fn program_247() {
-    check! {
-        let v1 = make(3);
-        let mut n2 = add(6, 8);
-        n2 += n2;
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = total(&v1);
-        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v6 = make(1);
-        n5 += n3;
-        let mut n7 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let n8 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n5;
-        let mut n9 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let n10 = add(n7, 6);
-        let mut n11 = total(&v6);
-        ((n2, n3, n4, n5, v6, n7,), (n8, n9, n10, n11,),)
+fn program_211() {
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(3, 7);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n4 = if n2 % 2 == 0 { n2 } else { 7 + 1 };
+        let n5 = total(&v1);
+        let s6 = format!("{n5}-{:?}-{n5:>3}", v1);
+        let s7 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let s8 = format!("{n4}-{:?}-{n4:>3}", v1);
+        count += n4;
+        let n9 = { let n5 = 7_u64; n5 + 1 } + n5;
+        ((v1, n2, s3, n4, n5, s6,), (s7, s8, n9,),)
     };
 }
 
 #[test]
-fn program_248() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(1, 8);
+fn program_212() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(8, 6);
         let mut n3 = total(&v1);
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(5);
-        let n6 = { let n3 = 7_u64; n3 + 1 } + n3;
-        let mut n7 = total(&v5);
-        let mut n8 = total(&v5);
-        let mut n9 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + 8;
-        ((n2, n3, n4, v5, n6, n7,), (n8, n9,),)
+        count += 3;
+        ((v1, n2, n3,),)
     };
 }
 
 #[test]
-fn program_249() {
-    check! {
+fn program_213() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(5, 2);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n4 = add(4, 4);
+        let n5 = total(&v1);
+        let mut n6 = total(&v1);
+        let n7 = total(&v1);
+        let n8 = total(&v1);
+        let n9 = total(&v1);
+        let n10 = add(count, n2);
+        let v11 = make(3);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, v11,),)
+    };
+}
+
+#[test]
+fn program_214() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(3, 1);
+        let mut n3 = total(&v1);
+        let mut n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n5 = add(n2, n4);
+        let n6 = total(&v1);
+        let v7 = make(6);
+        (n4, n5) = (n5, n4 + 1);
+        ((v1, n2, n3, n4, n5, n6,), (v7,),)
+    };
+}
+
+#[test]
+fn program_215() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(3, 5);
+        let n3 = total(&v1);
+        let mut n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n3;
+        push(&mut v1, n2);
+        let n5 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        let n6 = total(&v1);
+        let n7 = add(n2, n5);
+        let s8 = format!("{n4}-{:?}-{n4:>3}", v1);
+        let n9 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        ((n2, n3, n4, n5, n6, n7,), (s8, n9,),)
+    };
+}
+
+#[test]
+fn program_216() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(2, 5);
+        let f3 = move || n2 * 3;
+        let n4 = total(&v1);
+        let n5 = f3();
+        ((v1, n2, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_217() {
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(1, 8);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let f4 = move || n3 * 3;
+        let _ = v1;
+        ((v1, n2, n3,),)
+    };
+}
+
+#[test]
+fn program_218() {
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(1, 3);
+        let n3 = if n2 % 2 == 0 { 7 } else { n2 + 1 };
+        let f4 = move || n2 * 3;
+        let mut n5 = total(&v1);
+        let n6 = total(&v1);
+        let n7 = if n2 % 2 == 0 { n5 } else { 2 + 1 };
+        let n8 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v9 = make(1);
+        ((n2, n3, n5, n6, n7, n8,), (v9,),)
+    };
+}
+
+#[test]
+fn program_219() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(2, 5);
+        let v3 = make(5);
+        let n4 = v3.into_iter().map(|x| x + 1).sum::<u64>();
+        let _ = v1;
+        let n5 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
+        let mut n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v7 = make(5);
+        let mut n8 = total(&v7);
+        let mut n9 = add(count, n4);
+        count += n8;
+        let n10 = match maybe(n9) { Some(n9) => n9 + 1, None => n9 } + n9;
+        ((n2, n4, n5, n6, v7, n8,), (n9, n10,),)
+    };
+}
+
+#[test]
+fn program_220() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(8, 2);
+        let n3 = add(4, 4);
+        let mut n4 = total(&v1);
+        let s5 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let n6 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 3;
+        n4 += n4;
+        ((v1, n2, n3, n4, s5, n6,),)
+    };
+}
+
+#[test]
+fn program_221() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(4, 6);
+        push(&mut log, n2);
+        let n3 = total(&v1);
+        let n4 = total(&v1);
+        let mut n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_222() {
+    check! { count, log;
+        let v1 = make(4);
+        let mut n2 = add(3, 5);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(3);
+        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
+        let v6 = make(2);
+        n2 += n3;
+        let mut n7 = total(&v6);
+        push(&mut log, n7);
+        count += n2;
+        ((n2, n3, n5, v6, n7,),)
+    };
+}
+
+#[test]
+fn program_223() {
+    check! { count, log;
+        let v1 = make(2);
+        let mut n2 = add(6, 4);
+        let n3 = add(count, n2);
+        count += n3;
+        ((v1, n2, n3,),)
+    };
+}
+
+#[test]
+fn program_224() {
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(1, 7);
+        count += n2;
+        let f3 = move || n2 * 3;
+        ((v1, n2,),)
+    };
+}
+
+#[test]
+fn program_225() {
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(3, 2);
+        let _ = v1;
+        count += n2;
+        let mut n3 = total(&v1);
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let s5 = format!("{n4}-{:?}-{n4:>3}", v1);
+        let mut n6 = add(count, n3);
+        let _ = v1;
+        let f7 = move || n6 * 3;
+        let n8 = if n4 % 2 == 0 { n6 } else { n6 + 1 };
+        let mut n9 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        ((n2, n3, n4, s5, n6, n8,), (n9,),)
+    };
+}
+
+#[test]
+fn program_226() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(4, 4);
+        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n4 = total(&v1);
+        let mut n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_227() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(5, 7);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(4);
+        ((n2, n3, v4,),)
+    };
+}
+
+#[test]
+fn program_228() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(2, 7);
+        let mut n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let v5 = make(5);
+        let n6 = add(2, 3);
+        let n7 = total(&v1);
+        let n8 = total(&v5);
+        let n9 = { let n2 = 7_u64; n2 + 1 } + n2;
+        ((v1, n2, n3, n4, v5, n6,), (n7, n8, n9,),)
+    };
+}
+
+#[test]
+fn program_229() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(7, 2);
+        let mut n3 = total(&v1);
+        let f4 = move || n2 * 3;
+        ((v1, n2, n3,),)
+    };
+}
+
+#[test]
+fn program_230() {
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(8, 8);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(0);
+        let f5 = move || n2 * 3;
+        ((n2, n3, v4,),)
+    };
+}
+
+#[test]
+fn program_231() {
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(5, 7);
+        let mut n3 = if n2 % 2 == 0 { n2 } else { 2 + 1 };
+        let n4 = add(count, n3);
+        let mut p5 = { let a = n2; Pair { a, v: v1 } };
+        let mut v6 = make(2);
+        let n7 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        n3 += n7;
+        ((n2, n3, n4, p5, v6, n7,),)
+    };
+}
+
+#[test]
+fn program_232() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(6, 7);
+        let mut n3 = add(count, 5);
+        let n4 = total(&v1);
+        let mut n5 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let n6 = total(&v1);
+        let n7 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 5;
+        let mut n8 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n5;
+        let n9 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n7;
+        let n10 = if let Some(x) = maybe(n8) { x } else { n8 * 2 };
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10,),)
+    };
+}
+
+#[test]
+fn program_233() {
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(6, 8);
+        let v3 = make(1);
+        let mut v4 = make(1);
+        let n5 = add(count, n2);
+        let mut n6 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n5;
+        let mut v7 = join(v4, v1);
+        let mut n8 = add(count, n2);
+        ((n2, v3, n5, n6, v7, n8,),)
+    };
+}
+
+#[test]
+fn program_234() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(4, 3);
+        let f3 = move || n2 * 3;
+        let n4 = total(&v1);
+        let n5 = f3();
+        let mut n6 = total(&v1);
+        let n7 = add(n2, n4);
+        let _ = v1;
+        let s8 = format!("{n4}-{:?}-{n4:>3}", v1);
+        ((v1, n2, n4, n5, n6, n7,), (s8,),)
+    };
+}
+
+#[test]
+fn program_235() {
+    check! { count, log;
+        let v1 = make(1);
+        let mut n2 = add(4, 6);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
+        let n6 = if n5 % 2 == 0 { n3 } else { n3 + 1 };
+        let mut n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v8 = make(1);
+        let n9 = total(&v8);
+        let mut n10 = total(&v8);
+        let n11 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n10;
+        (n4, n10) = (n10, n4 + 1);
+        let s12 = format!("{n10}-{:?}-{n10:>3}", v8);
+        ((n2, n3, n4, n5, n6, n7,), (v8, n9, n10, n11, s12,),)
+    };
+}
+
+#[test]
+fn program_236() {
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(8, 1);
+        count += n2;
+        let mut n3 = total(&v1);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n5 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let mut n6 = total(&v1);
+        let s7 = format!("{n6}-{:?}-{n6:>3}", v1);
+        let mut n8 = if n2 % 2 == 0 { 5 } else { n6 + 1 };
+        n5 += n5;
+        ((v1, n2, n3, n4, n5, n6,), (s7, n8,),)
+    };
+}
+
+#[test]
+fn program_237() {
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(8, 2);
+        let f3 = move || n2 * 3;
+        let n4 = total(&v1);
+        let s5 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let mut n6 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let p7 = { let a = n6; Pair { a, v: v1 } };
+        let v8 = make(3);
+        let n9 = add(count, n4);
+        let p10 = { let a = n9; Pair { a, v: v8 } };
+        let v11 = make(5);
+        ((n2, n4, s5, n6, p7, n9,), (p10, v11,),)
+    };
+}
+
+#[test]
+fn program_238() {
+    check! { count, log;
+        let v1 = make(4);
+        let mut n2 = add(5, 5);
+        let mut n3 = total(&v1);
+        let s4 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let mut n5 = total(&v1);
+        let n6 = total(&v1);
+        let p7 = { let a = n5; Pair { a, v: v1 } };
+        let v8 = make(4);
+        let mut n9 = p7.a + p7.v.len() as u64;
+        let n10 = total(&v8);
+        ((n2, n3, s4, n5, n6, p7,), (v8, n9, n10,),)
+    };
+}
+
+#[test]
+fn program_239() {
+    check! { count, log;
         let v1 = make(6);
-        let v2 = make(6);
-        let n3 = add(1, 6);
-        let n4 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let n2 = add(1, 4);
+        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 1;
+        let mut n4 = add(n3, 6);
+        let mut n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_240() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(7, 1);
+        let mut n3 = total(&v1);
+        let n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + n2;
+        n3 += n4;
+        let mut n5 = [1_u64, 2, 3].iter().map(|n4| n4 * 2).sum::<u64>() + n4;
+        let _ = v1;
+        let n6 = total(&v1);
+        let mut n7 = add(count, n6);
+        let mut s8 = format!("{n3}-{:?}-{n3:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, s8,),)
+    };
+}
+
+#[test]
+fn program_241() {
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(1, 6);
+        let n3 = total(&v1);
+        let mut v4 = make(2);
+        let n5 = total(&v1);
+        let mut p6 = { let a = n2; Pair { a, v: v4 } };
+        let s7 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let f8 = move || n5 * 3;
+        let n9 = total(&v1);
+        v4 = make(2);
+        ((v1, n2, n3, v4, n5, p6,), (s7, n9,),)
+    };
+}
+
+#[test]
+fn program_242() {
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(1, 1);
+        let n3 = total(&v1);
+        let mut v4 = make(3);
+        let n5 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let n6 = v4.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut n7 = match maybe(n6) { Some(n6) => n6 + 1, None => n6 } + n6;
+        let mut v8 = make(0);
+        let n9 = total(&log);
+        ((v1, n2, n3, n5, n6, n7,), (v8, n9,),)
+    };
+}
+
+#[test]
+fn program_243() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(7, 3);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n5 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        let mut n6 = total(&v1);
+        let mut s7 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n8 = if n6 % 2 == 0 { n5 } else { n2 + 1 };
+        n2 += n2;
+        push(&mut v1, n4);
+        ((v1, n2, n3, n4, n5, n6,), (s7, n8,),)
+    };
+}
+
+#[test]
+fn program_244() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(4, 3);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n4 = total(&v1);
+        let mut n5 = total(&v1);
+        let f6 = move || n4 * 3;
+        count += 5;
+        let _ = v1;
+        let s7 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n8 = { let n3 = 7_u64; n3 + 1 } + n3;
+        ((v1, n2, n3, n4, n5, s7,), (n8,),)
+    };
+}
+
+#[test]
+fn program_245() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(8, 7);
+        let n3 = total(&v1);
+        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let _ = v1;
+        let n5 = total(&v1);
+        let mut n6 = if n4 % 2 == 0 { n3 } else { 7 + 1 };
+        ((v1, n2, n3, n4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_246() {
+    check! { count, log;
+        let v1 = make(2);
+        let v2 = make(3);
+        let n3 = add(3, 5);
+        let n4 = [1_u64, 2, 3].iter().map(|v2| v2 * 2).sum::<u64>() + n3;
         ((v1, v2, n3, n4,),)
     };
 }
 
 #[test]
+fn program_247() {
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(5, 1);
+        let mut n3 = total(&v1);
+        let n4 = add(n2, n2);
+        let n5 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 8;
+        let n6 = total(&v1);
+        let n7 = if n6 % 2 == 0 { n6 } else { n2 + 1 };
+        let mut n8 = matches!(maybe(n7), Some(x) if x != n7) as u64 + n7;
+        let n9 = total(&v1);
+        let n10 = total(&v1);
+        let mut n11 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, n11,),)
+    };
+}
+
+#[test]
+fn program_248() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let mut n2 = add(6, 5);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let f4 = move || n3 * 3;
+        let n5 = if n2 % 2 == 0 { n2 } else { n3 + 1 };
+        let mut n6 = [1_u64, 2, 3].iter().map(|f4| f4 * 2).sum::<u64>() + n2;
+        let n7 = f4();
+        push(&mut v1, n7);
+        ((v1, n2, n3, n5, n6, n7,),)
+    };
+}
+
+#[test]
+fn program_249() {
+    check! { count, log;
+        let v1 = make(5);
+        let n2 = add(3, 3);
+        let n3 = total(&v1);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut v5 = make(3);
+        let s6 = format!("{n4}-{:?}-{n4:>3}", v5);
+        let _ = v5;
+        ((v1, n2, n3, n4, v5, s6,),)
+    };
+}
+
+#[test]
 fn program_250() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(1, 2);
-        let v3 = make(3);
-        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let p6 = { let a = 5; Pair { a, v: v3 } };
-        let v7 = make(6);
-        let mut n8 = total(&v1);
-        n8 += 8;
-        let n9 = total(&v7);
-        let mut v10 = join(v1, v7);
-        let n11 = if n8 % 2 == 0 { n4 } else { n8 + 1 };
-        let f12 = move || n9 * 3;
-        ((n2, n4, n5, p6, n8, n9,), (v10, n11,),)
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(1, 1);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(5);
+        let n5 = [1_u64, 2, 3].iter().map(|v4| v4 * 2).sum::<u64>() + 1;
+        let _ = v4;
+        let mut n6 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        ((n2, n3, v4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_251() {
-    check! {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(7, 8);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        n2 += n2;
+        let mut n5 = total(&v1);
+        push(&mut v1, n3);
+        let mut n6 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let mut n7 = add(count, 1);
+        push(&mut log, n6);
+        let n8 = total(&log);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
+    };
+}
+
+#[test]
+fn program_252() {
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(6, 2);
+        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 1;
+        let mut n4 = total(&v1);
+        let n5 = total(&v1);
+        let n6 = total(&v1);
+        n2 += n4;
+        count += n3;
+        let n7 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let n8 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        let n9 = total(&v1);
+        push(&mut log, n2);
+        let s10 = format!("{n3}-{:?}-{n3:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, s10,),)
+    };
+}
+
+#[test]
+fn program_253() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(8, 2);
+        let n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let s4 = format!("{n3}-{:?}-{n3:>3}", v1);
+        let _ = v1;
+        let mut n5 = add(n2, 1);
+        let _ = v1;
+        let n6 = total(&v1);
+        let _ = v1;
+        let mut n7 = total(&v1);
+        ((v1, n2, n3, s4, n5, n6,), (n7,),)
+    };
+}
+
+#[test]
+fn program_254() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(3, 2);
+        let mut n3 = total(&v1);
+        let n4 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        count += n3;
+        let n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_255() {
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(2, 3);
+        push(&mut log, 3);
+        let f3 = move || n2 * 3;
+        let mut n4 = f3();
+        let _ = v1;
+        count += n4;
+        let n5 = total(&v1);
+        let mut n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v7 = make(3);
+        let n8 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        ((n2, n4, n5, n6, v7, n8,),)
+    };
+}
+
+#[test]
+fn program_256() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let mut v2 = make(0);
+        let n3 = add(2, 6);
+        let f4 = move || n3 * 3;
+        let n5 = [1_u64, 2, 3].iter().map(|v2| v2 * 2).sum::<u64>() + n3;
+        ((v1, v2, n3, n5,),)
+    };
+}
+
+#[test]
+fn program_257() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let mut n2 = add(2, 7);
+        let _ = v1;
+        let _ = v1;
+        let n3 = total(&v1);
+        count += 2;
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        n2 += n3;
+        let mut n5 = total(&v1);
+        let n6 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        ((v1, n2, n3, n4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_258() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let n2 = add(5, 5);
+        let n3 = total(&v1);
+        let mut n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let mut n5 = total(&log);
+        let n6 = total(&log);
+        let mut n7 = total(&v1);
+        push(&mut v1, n5);
+        let mut n8 = total(&v1);
+        let mut n9 = total(&v1);
+        let v10 = make(6);
+        let mut n11 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
+        let n12 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, v10, n11, n12,),)
+    };
+}
+
+#[test]
+fn program_259() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(4, 4);
+        let mut n3 = total(&v1);
+        count += 8;
+        let mut n4 = total(&v1);
+        let s5 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v7 = make(0);
+        let _ = v7;
+        ((n2, n3, n4, s5, n6, v7,),)
+    };
+}
+
+#[test]
+fn program_260() {
+    check! { count, log;
+        let v1 = make(3);
+        let mut n2 = add(2, 3);
+        let mut p3 = { let a = n2; Pair { a, v: v1 } };
+        let v4 = make(2);
+        let n5 = total(&v4);
+        let mut n6 = matches!(maybe(n5), Some(x) if x != n5) as u64 + n5;
+        let n7 = total(&v4);
+        let mut n8 = add(count, 2);
+        ((n2, p3, v4, n5, n6, n7,), (n8,),)
+    };
+}
+
+#[test]
+fn program_261() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(3, 8);
+        let mut p3 = { let a = n2; Pair { a, v: v1 } };
+        let v4 = make(4);
+        let n5 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        ((n2, p3, v4, n5,),)
+    };
+}
+
+#[test]
+fn program_262() {
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(6, 8);
+        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let v4 = make(1);
+        let mut n5 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let n6 = total(&v1);
+        let n7 = matches!(maybe(n6), Some(x) if x != n6) as u64 + n6;
+        let mut v8 = make(0);
+        ((v1, n2, n3, v4, n5, n6,), (n7, v8,),)
+    };
+}
+
+#[test]
+fn program_263() {
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(6, 8);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let mut n5 = total(&v1);
+        let mut n6 = total(&v1);
+        let n7 = total(&v1);
+        count += n7;
+        let s8 = format!("{n3}-{:?}-{n3:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, s8,),)
+    };
+}
+
+#[test]
+fn program_264() {
+    check! { count, log;
+        let mut v1 = make(2);
+        let n2 = add(4, 6);
+        let mut n3 = total(&v1);
+        let n4 = if n2 % 2 == 0 { n2 } else { 7 + 1 };
+        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
+        count += n4;
+        let mut n6 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        ((v1, n2, n3, n4, n5, n6,),)
+    };
+}
+
+#[test]
+fn program_265() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(2, 4);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = if n3 % 2 == 0 { 1 } else { n3 + 1 };
+        let mut n5 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n2;
+        let f6 = move || n4 * 3;
+        let n7 = if n4 % 2 == 0 { 3 } else { n3 + 1 };
+        let mut n8 = if n7 % 2 == 0 { n2 } else { n5 + 1 };
+        let n9 = matches!(maybe(n8), Some(x) if x != n8) as u64 + n8;
+        push(&mut v1, n9);
+        ((v1, n2, n3, n4, n5, n7,), (n8, n9,),)
+    };
+}
+
+#[test]
+fn program_266() {
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(6, 1);
+        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 6;
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_267() {
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(3, 6);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        count += n2;
+        let _ = v1;
+        let mut n4 = total(&v1);
+        n4 += n4;
+        let mut n5 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n6 = total(&v1);
+        let mut n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v8 = make(0);
+        let mut n9 = [1_u64, 2, 3].iter().map(|s3| s3 * 2).sum::<u64>() + n7;
+        ((n2, s3, n4, n5, n6, n7,), (v8, n9,),)
+    };
+}
+
+#[test]
+fn program_268() {
+    check! { count, log;
+        let mut v1 = make(4);
+        let v2 = make(1);
+        let mut n3 = add(8, 7);
+        let mut n4 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let n5 = add(n3, n4);
+        let mut n6 = total(&v2);
+        let f7 = move || n5 * 3;
+        let mut s8 = format!("{n3}-{:?}-{n3:>3}", v2);
+        let mut n9 = add(n3, n3);
+        let n10 = total(&v2);
+        let n11 = total(&v1);
+        let _ = v1;
+        let v12 = join(v2, v1);
+        ((n3, n4, n5, n6, s8, n9,), (n10, n11, v12,),)
+    };
+}
+
+#[test]
+fn program_269() {
+    check! { count, log;
+        let mut v1 = make(0);
+        let n2 = add(3, 3);
+        count += 8;
+        let n3 = if n2 % 2 == 0 { 4 } else { 6 + 1 };
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n5 = total(&v1);
+        let mut n6 = total(&v1);
+        let n7 = matches!(maybe(n5), Some(x) if x != n5) as u64 + n5;
+        let n8 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8,),)
+    };
+}
+
+#[test]
+fn program_270() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(8, 8);
+        let n3 = total(&v1);
+        let mut n4 = total(&v1);
+        let mut n5 = total(&v1);
+        let n6 = total(&v1);
+        let f7 = move || n4 * 3;
+        n4 += 8;
+        let n8 = f7();
+        let n9 = total(&v1);
+        let n10 = add(n3, n8);
+        let mut n11 = if n10 % 2 == 0 { n4 } else { n8 + 1 };
+        ((v1, n2, n3, n4, n5, n6,), (n8, n9, n10, n11,),)
+    };
+}
+
+#[test]
+fn program_271() {
+    check! { count, log;
         let mut v1 = make(0);
         let n2 = add(5, 8);
         let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 2;
@@ -4035,733 +4260,434 @@ fn program_251() {
         let v8 = make(1);
         let p9 = { let a = n4; Pair { a, v: v8 } };
         let v10 = make(3);
-        v1 = make(3);
-        let n11 = total(&v10);
-        ((v1, n2, n3, n4, n5, n6,), (n7, p9, v10, n11,),)
-    };
-}
-
-#[test]
-fn program_252() {
-    check! {
-        let v1 = make(1);
-        let mut n2 = add(2, 3);
-        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let v5 = make(1);
-        ((n2, n3, p4, v5,),)
-    };
-}
-
-#[test]
-fn program_253() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(5, 2);
-        let p3 = { let a = n2; Pair { a, v: v1 } };
-        let mut v4 = make(4);
-        let n5 = total(&v4);
-        let n6 = total(&v4);
-        let n7 = total(&v4);
-        let n8 = total(&v4);
-        let f9 = move || n5 * 3;
-        let mut n10 = total(&v4);
-        let mut n11 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 3;
-        ((n2, p3, v4, n5, n6, n7,), (n8, n10, n11,),)
-    };
-}
-
-#[test]
-fn program_254() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(7, 1);
-        let mut n3 = total(&v1);
-        let n4 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
-        ((v1, n2, n3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_255() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(5, 5);
-        let mut v3 = make(4);
-        let mut v4 = make(6);
-        let f5 = move || n2 * 3;
-        let s6 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let n7 = total(&v3);
-        let mut n8 = if let Some(x) = maybe(n7) { x } else { n7 * 2 };
-        let v9 = join(v3, v1);
-        push(&mut v4, n7);
-        let n10 = if n2 % 2 == 0 { n7 } else { 3 + 1 };
-        ((n2, v4, s6, n7, n8, v9,), (n10,),)
-    };
-}
-
-#[test]
-fn program_256() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(4, 5);
-        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n4 = total(&v1);
-        let n5 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        n3 += n3;
-        let n6 = add(n5, 1);
-        let mut n7 = total(&v1);
-        let v8 = make(3);
-        let n9 = if n2 % 2 == 0 { 5 } else { n7 + 1 };
-        ((v1, n2, n3, n4, n5, n6,), (n7, v8, n9,),)
-    };
-}
-
-#[test]
-fn program_257() {
-    check! {
-        let mut v1 = make(3);
-        let mut n2 = add(2, 3);
-        let mut n3 = total(&v1);
-        push(&mut v1, n2);
-        let mut n4 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let f5 = move || n3 * 3;
-        let mut s6 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let f7 = move || n2 * 3;
-        let mut n8 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let mut s9 = format!("{n8}-{:?}-{n8:>3}", v1);
-        let mut s10 = format!("{n4}-{:?}-{n4:>3}", v1);
-        let mut n11 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n4, s6, n8, s9,), (s10, n11,),)
-    };
-}
-
-#[test]
-fn program_258() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(2, 4);
-        let mut n3 = total(&v1);
-        push(&mut v1, n3);
-        let v4 = make(4);
-        let n5 = add(n2, n2);
-        ((v1, n2, n3, v4, n5,),)
-    };
-}
-
-#[test]
-fn program_259() {
-    check! {
-        let mut v1 = make(0);
-        let mut n2 = add(8, 3);
-        let mut n3 = total(&v1);
-        n3 += n3;
-        let n4 = total(&v1);
-        let mut n5 = add(n3, n4);
-        let mut n6 = total(&v1);
-        let mut n7 = total(&v1);
-        let f8 = move || n4 * 3;
-        let mut n9 = if n4 % 2 == 0 { n2 } else { n2 + 1 };
-        ((v1, n2, n3, n4, n5, n6,), (n7, n9,),)
-    };
-}
-
-#[test]
-fn program_260() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(5, 4);
-        let v3 = make(5);
-        let s4 = format!("{n2}-{:?}-{n2:>3}", v3);
-        let n5 = [1_u64, 2, 3].iter().map(|s4| s4 * 2).sum::<u64>() + n2;
-        let n6 = add(n2, n5);
-        let n7 = total(&v3);
-        let n8 = total(&v3);
-        let f9 = move || n7 * 3;
-        let v10 = make(3);
-        push(&mut v1, n2);
-        let f11 = move || n8 * 3;
-        let mut n12 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        ((v1, n2, v3, s4, n5, n6,), (n7, n8, v10, n12,),)
-    };
-}
-
-#[test]
-fn program_261() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(7, 1);
-        let n3 = total(&v1);
-        let v4 = make(3);
-        let mut n5 = total(&v4);
-        let mut n6 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let n7 = total(&v1);
-        let mut n8 = total(&v1);
-        let mut v9 = make(5);
-        ((v1, n2, n3, v4, n5, n6,), (n7, n8, v9,),)
-    };
-}
-
-#[test]
-fn program_262() {
-    check! {
-        let v1 = make(5);
-        let mut v2 = make(1);
-        let n3 = add(4, 3);
-        let n4 = total(&v1);
-        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let p6 = { let a = n5; Pair { a, v: v2 } };
-        let v7 = make(3);
-        ((n3, n4, n5, p6, v7,),)
-    };
-}
-
-#[test]
-fn program_263() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(4, 4);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(6);
-        let mut v6 = make(0);
-        let n7 = total(&v6);
-        let f8 = move || n7 * 3;
-        ((n2, n3, n4, v5, v6, n7,),)
-    };
-}
-
-#[test]
-fn program_264() {
-    check! {
-        let v1 = make(6);
-        let n2 = add(2, 8);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = if n3 % 2 == 0 { 4 } else { n2 + 1 };
-        let mut n5 = total(&v1);
-        let v6 = make(1);
-        let n7 = { let n5 = 7_u64; n5 + 1 } + n5;
-        let mut n8 = if n2 % 2 == 0 { 2 } else { n4 + 1 };
-        let p9 = { let a = 6; Pair { a, v: v6 } };
-        let f10 = move || n2 * 3;
-        let mut n11 = total(&v1);
-        ((v1, n2, n3, n4, n5, n7,), (n8, p9, n11,),)
-    };
-}
-
-#[test]
-fn program_265() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(4, 5);
-        let mut n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let n4 = if n2 % 2 == 0 { n3 } else { n2 + 1 };
-        let mut n5 = total(&v1);
-        let n6 = total(&v1);
-        let mut n7 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + n6;
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_266() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(8, 7);
-        let mut v3 = make(0);
-        push(&mut v3, n2);
-        push(&mut v3, n2);
-        let mut n4 = add(n2, n2);
-        let n5 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        ((v1, n2, v3, n4, n5,),)
-    };
-}
-
-#[test]
-fn program_267() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(1, 4);
-        let f3 = move || n2 * 3;
-        let n4 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        ((v1, n2, n4,),)
-    };
-}
-
-#[test]
-fn program_268() {
-    check! {
-        let mut v1 = make(4);
-        let mut n2 = add(4, 2);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = total(&v1);
-        push(&mut v1, n4);
-        let n6 = total(&v1);
-        let p7 = { let a = n3; Pair { a, v: v1 } };
-        let mut v8 = make(0);
-        let mut n9 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
-        ((n2, n3, n4, n5, n6, p7,), (v8, n9,),)
-    };
-}
-
-#[test]
-fn program_269() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(1, 8);
-        let v3 = make(6);
-        let mut p4 = { let a = 8; Pair { a, v: v3 } };
-        let f5 = move || n2 * 3;
-        let n6 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let p7 = { let a = n2; Pair { a, v: v1 } };
-        let mut v8 = make(2);
-        let mut n9 = { let n2 = 7_u64; n2 + 1 } + n2;
-        let mut s10 = format!("{n2}-{:?}-{n2:>3}", v8);
-        let f11 = move || n2 * 3;
-        let n12 = v8.into_iter().map(|x| x + 1).sum::<u64>();
-        let v13 = make(4);
-        ((n2, p4, n6, p7, n9, s10,), (n12, v13,),)
-    };
-}
-
-#[test]
-fn program_270() {
-    check! {
-        let v1 = make(5);
-        let mut n2 = add(4, 8);
-        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 4;
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let v5 = make(3);
-        let mut n6 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(4);
-        ((n2, n3, p4, n6, v7,),)
-    };
-}
-
-#[test]
-fn program_271() {
-    check! {
-        let v1 = make(4);
-        let mut n2 = add(7, 6);
-        let n3 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let mut n4 = total(&v1);
-        let n5 = total(&v1);
-        let mut n6 = add(n2, n5);
-        let mut n7 = total(&v1);
-        let n8 = if n4 % 2 == 0 { 3 } else { n2 + 1 };
-        let mut n9 = { let n4 = 7_u64; n4 + 1 } + n4;
-        let mut n10 = if n3 % 2 == 0 { n4 } else { n4 + 1 };
-        let n11 = total(&v1);
-        let s12 = format!("{n10}-{:?}-{n10:>3}", v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9, n10, n11, s12,),)
+        let _ = v10;
+        let mut n11 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
+        ((n2, n3, n4, n5, n6, n7,), (p9, v10, n11,),)
     };
 }
 
 #[test]
 fn program_272() {
-    check! {
-        let mut v1 = make(2);
-        let n2 = add(7, 2);
-        let p3 = { let a = n2; Pair { a, v: v1 } };
-        let mut v4 = make(6);
-        let n5 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        let n6 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let v7 = make(4);
-        let p8 = { let a = 1; Pair { a, v: v7 } };
-        let v9 = make(2);
-        let n10 = total(&v9);
-        let n11 = total(&v9);
-        let p12 = { let a = 2; Pair { a, v: v9 } };
-        ((n2, p3, n5, n6, p8, n10,), (n11, p12,),)
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(3, 8);
+        let n3 = total(&v1);
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let _ = v1;
+        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n6 = total(&v1);
+        let n7 = total(&v1);
+        push(&mut log, n4);
+        let n8 = total(&v1);
+        let p9 = { let a = n4; Pair { a, v: v1 } };
+        let mut v10 = make(4);
+        ((n2, n3, n4, n5, n6, n7,), (n8, p9, v10,),)
     };
 }
 
 #[test]
 fn program_273() {
-    check! {
-        let v1 = make(2);
-        let mut n2 = add(3, 3);
+    check! { count, log;
+        let v1 = make(4);
+        let n2 = add(2, 6);
         let mut n3 = total(&v1);
-        let n4 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        let mut n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n4 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut n5 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
         ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_274() {
-    check! {
-        let mut v1 = make(3);
-        let mut v2 = make(3);
-        let n3 = add(2, 5);
-        let mut n4 = if n3 % 2 == 0 { n3 } else { 2 + 1 };
-        let n5 = if n4 % 2 == 0 { n4 } else { 5 + 1 };
-        push(&mut v1, 5);
-        let mut n6 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
-        let mut n7 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
-        let mut n8 = if let Some(x) = maybe(n6) { x } else { n6 * 2 };
-        n6 += n6;
-        let mut n9 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        ((v1, v2, n3, n4, n5, n6,), (n7, n8, n9,),)
+    check! { count, log;
+        let mut v1 = make(5);
+        let n2 = add(7, 1);
+        let n3 = total(&v1);
+        push(&mut v1, n2);
+        count += 8;
+        let n4 = total(&v1);
+        let n5 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v7 = make(2);
+        let mut v8 = make(4);
+        ((n2, n3, n4, n5, n6, v7,), (v8,),)
     };
 }
 
 #[test]
 fn program_275() {
-    check! {
+    check! { count, log;
         let v1 = make(2);
-        let mut n2 = add(2, 8);
-        n2 += 5;
-        let mut v3 = make(4);
-        ((v1, n2, v3,),)
+        let mut n2 = add(8, 3);
+        let mut n3 = total(&v1);
+        let n4 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_276() {
-    check! {
+    check! { count, log;
         let v1 = make(0);
-        let n2 = add(5, 5);
-        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(2);
-        ((n2, n3, v4,),)
+        let mut n2 = add(6, 7);
+        let mut s3 = format!("{n2}-{:?}-{n2:>3}", v1);
+        let f4 = move || n2 * 3;
+        let mut n5 = total(&v1);
+        let mut n6 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let mut s7 = format!("{n6}-{:?}-{n6:>3}", v1);
+        let p8 = { let a = n6; Pair { a, v: v1 } };
+        let mut v9 = make(5);
+        ((n2, s3, n5, n6, s7, p8,), (v9,),)
     };
 }
 
 #[test]
 fn program_277() {
-    check! {
-        let mut v1 = make(5);
-        let n2 = add(2, 5);
-        let f3 = move || n2 * 3;
-        let mut n4 = total(&v1);
-        let mut n5 = if n2 % 2 == 0 { 5 } else { n2 + 1 };
-        let mut n6 = if n4 % 2 == 0 { 7 } else { n4 + 1 };
-        let mut n7 = total(&v1);
-        let v8 = make(3);
-        let mut n9 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let n10 = total(&v8);
-        ((n2, n4, n5, n6, n7, v8,), (n9, n10,),)
+    check! { count, log;
+        let mut v1 = make(4);
+        let n2 = add(1, 1);
+        let n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 1;
+        let n4 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let mut n5 = total(&v1);
+        let mut n6 = total(&v1);
+        let n7 = if n2 % 2 == 0 { n2 } else { n5 + 1 };
+        n5 += n2;
+        let n8 = total(&v1);
+        let mut n9 = total(&v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, n9,),)
     };
 }
 
 #[test]
 fn program_278() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(5, 1);
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut v4 = make(4);
-        push(&mut v4, 3);
-        let mut n5 = total(&v4);
-        let n6 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        let s7 = format!("{n2}-{:?}-{n2:>3}", v4);
-        let n8 = total(&v4);
-        let mut v9 = join(v1, v4);
-        ((n2, n3, n5, n6, s7, n8,), (v9,),)
+    check! { count, log;
+        let v1 = make(0);
+        let mut n2 = add(4, 5);
+        let mut n3 = if n2 % 2 == 0 { n2 } else { 3 + 1 };
+        let v4 = make(0);
+        let n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
+        ((v1, n2, n3, n5,),)
     };
 }
 
 #[test]
 fn program_279() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(7, 2);
-        let n3 = total(&v1);
-        let mut p4 = { let a = 4; Pair { a, v: v1 } };
-        let v5 = make(3);
-        let mut n6 = p4.a + p4.v.len() as u64;
-        let n7 = total(&v5);
-        let v8 = make(6);
-        let mut p9 = { let a = n6; Pair { a, v: v5 } };
-        let mut n10 = p9.a + p9.v.len() as u64;
-        let mut n11 = add(5, n7);
-        let mut n12 = total(&v8);
-        ((n2, n3, p4, n6, n7, v8,), (p9, n10, n11, n12,),)
+    check! { count, log;
+        let mut v1 = make(1);
+        let mut n2 = add(4, 5);
+        let mut n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
+        let mut n4 = total(&v1);
+        push(&mut v1, n3);
+        let v5 = make(6);
+        let mut n6 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
+        let n7 = total(&v1);
+        let mut n8 = total(&v5);
+        let n9 = total(&v5);
+        let v10 = join(v1, v5);
+        let n11 = matches!(maybe(n4), Some(x) if x != n4) as u64 + n4;
+        n6 += n8;
+        ((n2, n3, n4, n6, n7, n8,), (n9, v10, n11,),)
     };
 }
 
 #[test]
 fn program_280() {
-    check! {
-        let mut v1 = make(0);
-        let n2 = add(4, 5);
-        let n3 = total(&v1);
+    check! { count, log;
+        let mut v1 = make(5);
+        let mut n2 = add(1, 4);
+        let _ = v1;
+        let mut n3 = total(&v1);
         let mut n4 = total(&v1);
-        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v6 = make(2);
-        v1 = make(4);
-        let mut v7 = join(v6, v1);
-        let mut n8 = match maybe(n3) { Some(n3) => n3 + 1, None => n3 } + n3;
-        ((n2, n3, n4, n5, v7, n8,),)
+        let f5 = move || n3 * 3;
+        ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
 fn program_281() {
-    check! {
-        let mut v1 = make(1);
-        let v2 = make(0);
-        let mut n3 = add(1, 2);
-        let n4 = total(&v1);
-        ((v1, v2, n3, n4,),)
+    check! { count, log;
+        let mut v1 = make(3);
+        let n2 = add(8, 1);
+        let n3 = total(&v1);
+        let mut p4 = { let a = n2; Pair { a, v: v1 } };
+        let v5 = make(5);
+        let s6 = format!("{n2}-{:?}-{n2:>3}", v5);
+        let mut n7 = [1_u64, 2, 3].iter().map(|s6| s6 * 2).sum::<u64>() + 3;
+        ((n2, n3, p4, v5, s6, n7,),)
     };
 }
 
 #[test]
 fn program_282() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(7, 7);
+    check! { count, log;
+        let v1 = make(0);
+        let n2 = add(7, 1);
         let n3 = total(&v1);
-        let mut n4 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + n3;
-        ((v1, n2, n3, n4,),)
+        let f4 = move || n3 * 3;
+        let n5 = matches!(maybe(n3), Some(x) if x != n3) as u64 + n3;
+        let n6 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n7 = total(&v1);
+        push(&mut log, 6);
+        let n8 = total(&v1);
+        let v9 = make(2);
+        let n10 = total(&v1);
+        ((v1, n2, n3, n5, n6, n7,), (n8, v9, n10,),)
     };
 }
 
 #[test]
 fn program_283() {
-    check! {
-        let v1 = make(5);
-        let n2 = add(4, 7);
-        let n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        let mut n4 = add(3, n3);
-        let n5 = total(&v1);
-        let n6 = total(&v1);
-        let n7 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_284() {
-    check! {
-        let v1 = make(0);
-        let mut n2 = add(5, 3);
-        let mut n3 = total(&v1);
-        let v4 = make(2);
-        let mut n5 = total(&v1);
-        let v6 = make(1);
-        ((v1, n2, n3, v4, n5, v6,),)
-    };
-}
-
-#[test]
-fn program_285() {
-    check! {
-        let v1 = make(6);
-        let mut n2 = add(7, 2);
-        n2 += 7;
-        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
-        let mut n4 = total(&v1);
-        let mut n5 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
-        let mut p6 = { let a = n4; Pair { a, v: v1 } };
-        let v7 = make(5);
-        let mut n8 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
-        let mut n9 = if n5 % 2 == 0 { n4 } else { 7 + 1 };
-        ((n2, n3, n4, n5, p6, v7,), (n8, n9,),)
-    };
-}
-
-#[test]
-fn program_286() {
-    check! {
+    check! { count, log;
         let v1 = make(1);
-        let mut n2 = add(4, 2);
-        let mut n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
+        let n2 = add(2, 7);
+        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
         let mut n4 = total(&v1);
-        let n5 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
-        let mut n6 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + n2;
-        let mut n7 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_287() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(6, 3);
-        let mut p3 = { let a = 8; Pair { a, v: v1 } };
-        let mut v4 = make(0);
-        let mut n5 = match maybe(n2) { Some(n2) => n2 + 1, None => n2 } + n2;
-        let v6 = make(3);
-        n2 += 3;
-        v1 = make(1);
-        let mut s7 = format!("{n5}-{:?}-{n5:>3}", v6);
-        let n8 = v4.into_iter().map(|x| x + 1).sum::<u64>();
-        let f9 = move || n5 * 3;
-        ((v1, n2, p3, n5, v6, s7,), (n8,),)
-    };
-}
-
-#[test]
-fn program_288() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(1, 1);
-        let mut n3 = total(&v1);
-        let mut n4 = add(n2, 8);
-        let n5 = total(&v1);
-        let mut n6 = [1_u64, 2, 3].iter().map(|n5| n5 * 2).sum::<u64>() + n2;
-        let n7 = { let n2 = 7_u64; n2 + 1 } + n2;
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
-    };
-}
-
-#[test]
-fn program_289() {
-    check! {
-        let v1 = make(4);
-        let mut n2 = add(6, 8);
-        let s3 = format!("{n2}-{:?}-{n2:>3}", v1);
-        let p4 = { let a = n2; Pair { a, v: v1 } };
-        let mut v5 = make(0);
-        let p6 = { let a = 7; Pair { a, v: v5 } };
-        ((n2, s3, p4, p6,),)
-    };
-}
-
-#[test]
-fn program_290() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(7, 7);
-        let mut n3 = total(&v1);
-        let mut s4 = format!("{n3}-{:?}-{n3:>3}", v1);
-        let n5 = add(4, n2);
-        let f6 = move || n3 * 3;
-        let n7 = add(6, n3);
-        ((v1, n2, n3, s4, n5, n7,),)
-    };
-}
-
-#[test]
-fn program_291() {
-    check! {
-        let mut v1 = make(5);
-        let mut n2 = add(2, 6);
-        let mut n3 = if n2 % 2 == 0 { n2 } else { n2 + 1 };
-        push(&mut v1, n2);
-        let n4 = total(&v1);
-        let v5 = make(4);
-        ((v1, n2, n3, n4, v5,),)
-    };
-}
-
-#[test]
-fn program_292() {
-    check! {
-        let mut v1 = make(4);
-        let mut n2 = add(7, 5);
-        let n3 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + 7;
-        let mut n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
         ((v1, n2, n3, n4,),)
     };
 }
 
 #[test]
-fn program_293() {
-    check! {
-        let v1 = make(4);
-        let n2 = add(6, 8);
-        let f3 = move || n2 * 3;
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v5 = make(0);
+fn program_284() {
+    check! { count, log;
+        let v1 = make(6);
+        let mut v2 = make(4);
+        let n3 = add(4, 1);
+        let n4 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let n5 = { let n3 = 7_u64; n3 + 1 } + n3;
+        let mut n6 = total(&v2);
+        let n7 = add(count, n3);
+        let s8 = format!("{n3}-{:?}-{n3:>3}", v2);
+        let mut n9 = match maybe(n4) { Some(n4) => n4 + 1, None => n4 } + n4;
+        let n10 = match maybe(n9) { Some(n9) => n9 + 1, None => n9 } + n9;
+        ((v1, v2, n3, n4, n5, n6,), (n7, s8, n9, n10,),)
+    };
+}
+
+#[test]
+fn program_285() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(6, 5);
+        let n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let mut n6 = total(&v1);
+        let n7 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v8 = make(0);
+        ((n2, n3, n4, n5, n6, n7,), (v8,),)
+    };
+}
+
+#[test]
+fn program_286() {
+    check! { count, log;
+        let v1 = make(3);
+        let n2 = add(8, 8);
+        let mut p3 = { let a = n2; Pair { a, v: v1 } };
+        let v4 = make(5);
+        let n5 = total(&v4);
+        let n6 = add(6, 6);
+        let mut n7 = if let Some(x) = maybe(n5) { x } else { n5 * 2 };
+        count += n6;
+        let mut n8 = total(&v4);
+        ((n2, p3, v4, n5, n6, n7,), (n8,),)
+    };
+}
+
+#[test]
+fn program_287() {
+    check! { count, log;
+        let v1 = make(2);
+        let mut n2 = add(5, 7);
+        n2 += n2;
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let n4 = total(&v1);
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_288() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let n2 = add(5, 8);
+        let mut n3 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let n4 = if n2 % 2 == 0 { n3 } else { n2 + 1 };
+        let mut n5 = total(&v1);
+        let n6 = total(&v1);
+        let mut n7 = [1_u64, 2, 3].iter().map(|n6| n6 * 2).sum::<u64>() + n6;
+        let n8 = if n7 % 2 == 0 { 4 } else { n5 + 1 };
+        let s9 = format!("{n3}-{:?}-{n3:>3}", v1);
+        ((v1, n2, n3, n4, n5, n6,), (n7, n8, s9,),)
+    };
+}
+
+#[test]
+fn program_289() {
+    check! { count, log;
+        let v1 = make(2);
+        let mut n2 = add(1, 4);
+        let n3 = total(&v1);
+        let mut n4 = if n3 % 2 == 0 { 8 } else { n3 + 1 };
+        ((v1, n2, n3, n4,),)
+    };
+}
+
+#[test]
+fn program_290() {
+    check! { count, log;
+        let v1 = make(6);
+        let n2 = add(1, 1);
+        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let v4 = make(2);
+        let mut n5 = v4.into_iter().map(|x| x + 1).sum::<u64>();
         let mut v6 = make(2);
-        let n7 = [1_u64, 2, 3].iter().map(|f3| f3 * 2).sum::<u64>() + n2;
-        let n8 = total(&v6);
-        let n9 = add(n4, 3);
-        let n10 = v6.into_iter().map(|x| x + 1).sum::<u64>();
-        let n11 = if n8 % 2 == 0 { n8 } else { 6 + 1 };
-        let mut n12 = total(&v5);
-        ((n2, n4, v5, n7, n8, n9,), (n10, n11, n12,),)
+        let _ = v6;
+        let s7 = format!("{n5}-{:?}-{n5:>3}", v6);
+        let n8 = if let Some(x) = maybe(n3) { x } else { n3 * 2 };
+        let mut v9 = make(0);
+        ((n2, n3, n5, v6, s7, n8,), (v9,),)
+    };
+}
+
+#[test]
+fn program_291() {
+    check! { count, log;
+        let mut v1 = make(6);
+        let n2 = add(7, 4);
+        let _ = v1;
+        let mut n3 = total(&v1);
+        let n4 = [1_u64, 2, 3].iter().map(|n3| n3 * 2).sum::<u64>() + 5;
+        let mut n5 = total(&v1);
+        let mut n6 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        let mut n7 = match maybe(n5) { Some(n5) => n5 + 1, None => n5 } + n5;
+        push(&mut log, n3);
+        let f8 = move || n5 * 3;
+        let v9 = make(6);
+        let n10 = total(&log);
+        ((v1, n2, n3, n4, n5, n6,), (n7, v9, n10,),)
+    };
+}
+
+#[test]
+fn program_292() {
+    check! { count, log;
+        let v1 = make(4);
+        let mut n2 = add(1, 6);
+        push(&mut log, n2);
+        let n3 = total(&log);
+        let mut n4 = total(&v1);
+        let mut n5 = { let n2 = 7_u64; n2 + 1 } + n2;
+        ((v1, n2, n3, n4, n5,),)
+    };
+}
+
+#[test]
+fn program_293() {
+    check! { count, log;
+        let mut v1 = make(1);
+        let n2 = add(2, 4);
+        let n3 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let n4 = total(&log);
+        let p5 = { let a = 3; Pair { a, v: v1 } };
+        let v6 = make(5);
+        let mut s7 = format!("{n2}-{:?}-{n2:>3}", v6);
+        let mut n8 = total(&v6);
+        let _ = v6;
+        let n9 = p5.a + p5.v.len() as u64;
+        let mut n10 = v6.into_iter().map(|x| x + 1).sum::<u64>();
+        let v11 = make(4);
+        let n12 = matches!(maybe(n9), Some(x) if x != n9) as u64 + n9;
+        ((n2, n3, n4, p5, s7, n8,), (n9, n10, v11, n12,),)
     };
 }
 
 #[test]
 fn program_294() {
-    check! {
-        let v1 = make(1);
-        let n2 = add(4, 8);
-        let n3 = if n2 % 2 == 0 { n2 } else { 3 + 1 };
-        let n4 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v5 = make(2);
-        let n6 = total(&v5);
-        push(&mut v5, n4);
-        let n7 = total(&v5);
-        let mut n8 = total(&v5);
-        let f9 = move || n2 * 3;
-        let s10 = format!("{n7}-{:?}-{n7:>3}", v5);
-        let n11 = v5.into_iter().map(|x| x + 1).sum::<u64>();
-        let v12 = make(0);
-        ((n2, n3, n4, n6, n7, n8,), (s10, n11, v12,),)
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(7, 6);
+        let mut n3 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        push(&mut log, n2);
+        let n4 = total(&v1);
+        let n5 = total(&v1);
+        let mut p6 = { let a = 4; Pair { a, v: v1 } };
+        let mut v7 = make(1);
+        let mut n8 = if let Some(x) = maybe(n4) { x } else { n4 * 2 };
+        let mut n9 = total(&v7);
+        let mut n10 = matches!(maybe(n5), Some(x) if x != n5) as u64 + n5;
+        let n11 = total(&v7);
+        let mut s12 = format!("{n3}-{:?}-{n3:>3}", v7);
+        ((n2, n3, n4, n5, p6, v7,), (n8, n9, n10, n11, s12,),)
     };
 }
 
 #[test]
 fn program_295() {
-    check! {
-        let mut v1 = make(1);
-        let mut n2 = add(8, 3);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let mut v4 = make(6);
-        ((n2, n3, v4,),)
+    check! { count, log;
+        let v1 = make(6);
+        let mut n2 = add(4, 5);
+        let f3 = move || n2 * 3;
+        let n4 = total(&v1);
+        let n5 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n4;
+        let n6 = matches!(maybe(n2), Some(x) if x != n2) as u64 + n2;
+        count += n5;
+        let n7 = { let n2 = 7_u64; n2 + 1 } + n2;
+        let v8 = make(0);
+        n2 += 7;
+        ((v1, n2, n4, n5, n6, n7,), (v8,),)
     };
 }
 
 #[test]
 fn program_296() {
-    check! {
-        let mut v1 = make(0);
-        let mut n2 = add(1, 6);
-        let mut n3 = total(&v1);
-        let mut n4 = total(&v1);
-        n4 += n2;
-        let n5 = total(&v1);
-        let mut n6 = total(&v1);
-        let n7 = if n3 % 2 == 0 { n2 } else { n5 + 1 };
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
+    check! { count, log;
+        let v1 = make(2);
+        let n2 = add(5, 2);
+        let n3 = total(&v1);
+        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n5 = total(&v1);
+        ((v1, n2, n3, n4, n5,),)
     };
 }
 
 #[test]
 fn program_297() {
-    check! {
-        let mut v1 = make(3);
-        let n2 = add(2, 3);
-        let mut n3 = [1_u64, 2, 3].iter().map(|v1| v1 * 2).sum::<u64>() + 1;
-        let f4 = move || n2 * 3;
-        push(&mut v1, 4);
-        let n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        ((n2, n3, n5,),)
+    check! { count, log;
+        let v1 = make(2);
+        let mut n2 = add(8, 1);
+        let mut n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v4 = make(3);
+        let mut n5 = add(count, n3);
+        ((n2, n3, v4, n5,),)
     };
 }
 
 #[test]
 fn program_298() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(2, 1);
-        let n3 = total(&v1);
-        let n4 = total(&v1);
-        let n5 = total(&v1);
-        let n6 = if n5 % 2 == 0 { n4 } else { n3 + 1 };
-        let mut n7 = total(&v1);
-        ((v1, n2, n3, n4, n5, n6,), (n7,),)
+    check! { count, log;
+        let mut v1 = make(6);
+        let mut n2 = add(4, 2);
+        let n3 = if n2 % 2 == 0 { n2 } else { 5 + 1 };
+        let n4 = add(count, 5);
+        let n5 = if n4 % 2 == 0 { n4 } else { 3 + 1 };
+        let mut n6 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        ((n2, n3, n4, n5, n6,),)
     };
 }
 
 #[test]
 fn program_299() {
-    check! {
-        let v1 = make(3);
-        let n2 = add(5, 2);
-        let n3 = v1.into_iter().map(|x| x + 1).sum::<u64>();
-        let v4 = make(5);
-        let n5 = [1_u64, 2, 3].iter().map(|n2| n2 * 2).sum::<u64>() + n2;
-        ((n2, n3, v4, n5,),)
+    check! { count, log;
+        let v1 = make(1);
+        let n2 = add(3, 1);
+        let n3 = total(&v1);
+        let n4 = if let Some(x) = maybe(n2) { x } else { n2 * 2 };
+        let mut n5 = v1.into_iter().map(|x| x + 1).sum::<u64>();
+        let mut v6 = make(2);
+        let _ = v6;
+        let mut n7 = if n2 % 2 == 0 { 6 } else { n4 + 1 };
+        let n8 = total(&v6);
+        ((n2, n3, n4, n5, v6, n7,), (n8,),)
     };
 }

@@ -405,3 +405,128 @@ fn side_effects_through_shared_references_happen_once_each() {
         }
     });
 }
+
+#[test]
+fn an_explicit_mut_orders_method_calls_on_an_outer_variable() {
+    watchdog(60, || {
+        for threads in [1, 2, 4] {
+            let rt = common::runtime(threads);
+            let mut log: Vec<u64> = Vec::new();
+            let got = dag! {
+                let a = add(1, 2);
+                (&mut log).push(a);
+                log.push(add(a, 1));
+                let b = add(a, 10);
+                log.push(b);
+                b
+            }
+            .run_on(&rt)
+            .unwrap();
+            assert_eq!((got, log), (13, vec![3, 4, 13]), "{threads} threads");
+        }
+    });
+}
+
+#[test]
+fn a_mutated_outer_copy_variable_is_written_back() {
+    watchdog(60, || {
+        for threads in [1, 2, 4] {
+            let rt = common::runtime(threads);
+            let mut count = 0_u64;
+            let snapshot = dag! {
+                count += 5;
+                let snapshot = count;
+                snapshot
+            }
+            .run_on(&rt)
+            .unwrap();
+            assert_eq!((snapshot, count), (5, 5), "{threads} threads");
+
+            let mut count = 0_u64;
+            let got = dag! {
+                let a = add(count, 1);
+                let b = add(count, 2);
+                { count += a + b; count }
+            }
+            .run_on(&rt)
+            .unwrap();
+            assert_eq!((got, count), (3, 3), "{threads} threads");
+        }
+    });
+}
+
+#[test]
+fn destructuring_assignment_swaps() {
+    watchdog(60, || {
+        same_as_sequential! {
+            let mut a = add(1, 0);
+            let mut b = add(2, 0);
+            (a, b) = (b, a);
+            [a, b] = [b * 10, a * 10];
+            let c = add(a, b);
+            (a, b, c)
+        };
+    });
+}
+
+#[test]
+fn let_underscore_does_not_move() {
+    watchdog(60, || {
+        same_as_sequential! {
+            let v = make(3);
+            let _ = v;
+            let n = total(&v);
+            (n, v)
+        };
+    });
+}
+
+#[test]
+fn constructor_calls_are_glue() {
+    watchdog(60, || {
+        same_as_sequential! {
+            let x = add(1, 2);
+            let o = Some(x);
+            let r: Result<u64, String> = Ok(x);
+            let y = add(o.unwrap(), r.unwrap());
+            y
+        };
+    });
+}
+
+#[test]
+fn names_inside_unparsed_macro_tokens_are_seen() {
+    watchdog(60, || {
+        // Outer variables of the same names: a missed use would read them instead.
+        let limit = 100_u64;
+        let n = 100_u64;
+        let _ = (limit, n);
+        same_as_sequential! {
+            let limit = add(2, 2);
+            let n = add(3, 3);
+            let o = Some(add(2, 3));
+            let a = matches!(o, Some(v) if limit != v);
+            let b = matches!(o, Some(v) if (0..n).contains(&v));
+            (a, b, limit, n)
+        };
+    });
+}
+
+#[test]
+fn an_outer_vector_moved_into_a_binding_is_written_and_consumed() {
+    watchdog(60, || {
+        for threads in [1, 2, 4] {
+            let rt = common::runtime(threads);
+            let v = vec![1_u64, 2];
+            let got = dag! {
+                let mut w = v;
+                push(&mut w, 7);
+                let n = total(&w);
+                (n, w)
+            }
+            .run_on(&rt)
+            .unwrap();
+            assert_eq!(got, (10, vec![1, 2, 7]), "{threads} threads");
+        }
+    });
+}

@@ -96,3 +96,9 @@ impl<T, E: Into<BoxError>> NodeResult<T> for Result<T, E> {
 pub fn node_result<T, R: NodeResult<T>>(result: R) -> Result<T, BoxError> {
     result.into_node_result()
 }
+
+/// The value a `dag!` statement's closure ends with. Nothing outside the generated code
+/// makes one, so a `return` hidden in a macro cannot end a statement early (it does not
+/// type-check) and skip the stores of the bindings the statement defines.
+#[doc(hidden)]
+pub struct StatementDone;

@@ -115,6 +115,15 @@ impl<T, M> Slot<T, M> {
         unsafe { (*self.value.get()).take() }.expect(EMPTY)
     }
 
+    /// Moves the value out if there is one (an outer variable written back after a run).
+    ///
+    /// # Safety
+    /// No other access to this slot may happen during the call.
+    pub unsafe fn take_if_present(&self) -> Option<T> {
+        // SAFETY: exclusive access is the caller's obligation.
+        unsafe { (*self.value.get()).take() }
+    }
+
     /// Shared access for one node.
     ///
     /// # Safety
@@ -189,7 +198,8 @@ impl<T: Sync> SyncBinding for T {}
 #[diagnostic::on_unimplemented(
     message = "use of moved binding: `{Self}` is not `Copy`, so this use moves the value, but the binding is used again later in the `dag!`",
     label = "value moved here, but used again later",
-    note = "pass a reference (`&x`) to read it without moving, or move a clone (`x.clone()`)"
+    note = "pass a reference (`&x`) to read it without moving, or move a clone (`x.clone()`)",
+    note = "an outer variable that the graph also writes is used again after the run (its value goes back to it); to move it, move it into a binding of the block first (`let mut w = v;`) and use that"
 )]
 pub trait CopyBinding: Copy {}
 

@@ -8,7 +8,9 @@ plain Rust accepts. The forms: task calls with `&`, `&mut` and moves, glue with
 operators and method calls, closures (with parameters named like bindings), `move`
 closures, nested blocks that shadow, `if` / `match` / `if let` branches, struct literals
 (with shorthand), macros (format strings with inline names), re-assignment after a move,
-compound assignment, and consuming methods on a last use.
+compound assignment, destructuring assignment, `let _`, guards inside `matches!`,
+consuming methods on a last use, and two variables from outside the block (a counter
+and a log) that statements read, write and push to.
 
     python3 tests/generator/dag_programs.py [COUNT] [SEED] > tests/generated_dags.rs
 """
@@ -66,16 +68,23 @@ struct Pair {{
     v: Vec<u64>,
 }}
 
-/// Runs the block as plain Rust and as a `dag!` on 1, 2 and 4 threads.
+/// Runs the block as plain Rust and as a `dag!` on 1, 2 and 4 threads, with two outer
+/// variables (a counter and a log) that the block may read, write or move; their final
+/// values are compared too.
 macro_rules! check {{
-    ($($body:tt)*) => {{
+    ($count:ident, $log:ident; $($body:tt)*) => {{
         watchdog(60, || {{
-            let expected = {{ $($body)* }};
+            let mut $count = 1_u64;
+            let mut $log: Vec<u64> = Vec::new();
+            let value = {{ $($body)* }};
+            let expected = (value, $count, $log.clone());
             for threads in [1, 2, 4] {{
                 let rt = runtime(threads);
                 for _ in 0..4 {{
-                    let got = dag! {{ $($body)* }}.run_on(&rt).expect("graph failed");
-                    assert_eq!(got, expected, "{{threads}} threads");
+                    let mut $count = 1_u64;
+                    let mut $log: Vec<u64> = Vec::new();
+                    let value = dag! {{ $($body)* }}.run_on(&rt).expect("graph failed");
+                    assert_eq!((value, $count, $log.clone()), expected, "{{threads}} threads");
                 }}
             }}
         }})
@@ -122,7 +131,7 @@ class Program:
 
     def step(self):
         r = self.rng
-        choice = r.randrange(18)
+        choice = r.randrange(23)
         v = self.pick('v')
         n = self.pick('n')
         if choice == 0 or v is None:
@@ -193,6 +202,28 @@ class Program:
                 return self.define('n', f"{p}.a + {p}.v.len() as u64")
         if choice == 17:
             return self.define('n', f"if let Some(x) = maybe({n}) {{ x }} else {{ {n} * 2 }}")
+        if choice == 18:
+            # The outer counter: read by value, or written.
+            if r.random() < 0.5:
+                self.lines.append(f"count += {self.num()};")
+                return
+            return self.define('n', f"add(count, {self.num()})")
+        if choice == 19:
+            # The outer log: pushed to through `&mut`, or read.
+            if r.random() < 0.6:
+                self.lines.append(f"push(&mut log, {self.num()});")
+                return
+            return self.define('n', f"total(&log)")
+        if choice == 20:
+            m, o = self.pick('n', mut=True), self.pick('n', mut=True)
+            if m and o and m != o:
+                self.lines.append(f"({m}, {o}) = ({o}, {m} + 1);")
+                return
+        if choice == 21:
+            self.lines.append(f"let _ = {v};")
+            return
+        if choice == 22:
+            return self.define('n', f"matches!(maybe({n}), Some(x) if x != {n}) as u64 + {n}")
         # Fall back to a plain read.
         return self.define('n', f"total(&{v})")
 
@@ -220,7 +251,7 @@ def main():
     for i in range(count):
         lines, tail = program(rng)
         body = "\n".join("        " + line for line in lines)
-        out.append(f"#[test]\nfn program_{i:03}() {{\n    check! {{\n{body}\n        {tail}\n    }};\n}}\n")
+        out.append(f"#[test]\nfn program_{i:03}() {{\n    check! {{ count, log;\n{body}\n        {tail}\n    }};\n}}\n")
     sys.stdout.write("\n".join(out))
 
 

@@ -43,6 +43,9 @@ pub(super) struct Binding {
     pub(super) origin: Origin,
     /// Two nodes may read it at the same time (its value must be `Sync`).
     pub(super) shared: bool,
+    /// An outer variable moved into the graph and also written: its value goes back to
+    /// the variable after the run (if no statement consumed it).
+    pub(super) write_back: bool,
 }
 
 pub(super) struct Node {
@@ -128,6 +131,7 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
                 ty: binding_type(&statement.stmt, &def.ident),
                 origin: Origin::Block,
                 shared: false,
+                write_back: false,
             });
         }
         defines.push(defined);
@@ -140,7 +144,7 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
     }
 
     // Outer variables that need a slot become bindings too.
-    let promoted = promote_outer(&uses, &mut bindings);
+    let promoted = promote_outer(&uses, &tail_uses, &mut bindings);
     let resolve = |u: &mut Use| {
         if let Target::Outer(name) = &u.target {
             if let Some(&binding) = promoted.get(name) {
@@ -159,12 +163,31 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
         })
         .collect();
 
+    // Inside a macro, an outer variable held as `&mut` would be that reference, not the
+    // variable: a different type, so possibly a different result. Refuse it.
+    for u in uses.iter().flatten() {
+        if let Target::Binding(b) = u.target {
+            if bindings[b].origin == Origin::OuterRef && u.kind == UseKind::Macro {
+                errors.push(
+                    u.span,
+                    format_args!(
+                        "`{name}` comes from outside the `dag!` and the graph writes it through `&mut`, \
+                         so a macro in the block would see `&mut` instead of the variable; \
+                         read it into a binding first (`let n = {name}.len();`), or use it after the graph has run",
+                        name = bindings[b].ident
+                    ),
+                );
+            }
+        }
+    }
+
     let mut tail_bindings: Vec<usize> = Vec::new();
     for u in &tail_uses {
         if let Target::Binding(b) = u.target {
-            // The tail names an outer variable held by reference directly (the slot's
-            // borrow has ended by then).
-            if bindings[b].origin != Origin::OuterRef && !tail_bindings.contains(&b) {
+            // The tail names an outer variable held by reference (or written back) itself:
+            // the slot's borrow has ended by then.
+            let outer = bindings[b].origin == Origin::OuterRef || bindings[b].write_back;
+            if !outer && !tail_bindings.contains(&b) {
                 tail_bindings.push(b);
             }
         }
@@ -206,9 +229,10 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
                 report_immutable(errors, b, of(index, binding));
             }
             let next = users(binding).find(|&j| j > index);
+            // An outer variable written back after the run is used once more then.
             let last = match next {
                 Some(j) => pure_overwrite(j, binding),
-                None => !tail_uses_binding(binding),
+                None => !tail_uses_binding(binding) && !b.write_back,
             };
             let r = if b.origin == Origin::OuterRef {
                 if of(index, binding).all(|u| u.kind == UseKind::SharedRef) {
@@ -279,7 +303,11 @@ pub(super) fn analyze(parsed: Parsed, errors: &mut Errors) -> Analysis {
 
 /// Outer variables that two statements use, one of them by value (moved into a slot) or
 /// mutably (held as `&mut`). Others are captured by the nodes as Rust captures them.
-fn promote_outer(uses: &[Vec<Use>], bindings: &mut Vec<Binding>) -> HashMap<String, usize> {
+fn promote_outer(
+    uses: &[Vec<Use>],
+    tail_uses: &[Use],
+    bindings: &mut Vec<Binding>,
+) -> HashMap<String, usize> {
     let mut users: HashMap<String, (HashSet<usize>, Span, bool, bool)> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     for (index, statement_uses) in uses.iter().enumerate() {
@@ -294,6 +322,14 @@ fn promote_outer(uses: &[Vec<Use>], bindings: &mut Vec<Binding>) -> HashMap<Stri
             entry.0.insert(index);
             entry.2 |= u.kind == UseKind::ByValue;
             entry.3 |= matches!(u.kind, UseKind::MutRef | UseKind::Assigned);
+        }
+    }
+    // A tail that writes the variable needs its value written back too.
+    for u in tail_uses {
+        if let (Target::Outer(name), UseKind::MutRef | UseKind::Assigned) = (&u.target, u.kind) {
+            if let Some(entry) = users.get_mut(name) {
+                entry.3 = true;
+            }
         }
     }
     let mut promoted = HashMap::new();
@@ -313,6 +349,7 @@ fn promote_outer(uses: &[Vec<Use>], bindings: &mut Vec<Binding>) -> HashMap<Stri
                 Origin::OuterRef
             },
             shared: false,
+            write_back: *by_value && *mutably,
         });
     }
     promoted

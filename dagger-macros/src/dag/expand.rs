@@ -80,6 +80,22 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
             let #mutability #ident = unsafe { #slot.take() };
         }
     });
+    let write_backs = analysis
+        .bindings
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.write_back)
+        .map(|(index, binding)| {
+            let slot = slot_ident(index);
+            let ident = &binding.ident;
+            // SAFETY: every node has finished, so nothing else uses the slot.
+            quote! {
+                #[allow(unused_assignments)]
+                if let ::core::option::Option::Some(value) = unsafe { #slot.take_if_present() } {
+                    #ident = value;
+                }
+            }
+        });
     let tail = analysis
         .tail
         .as_ref()
@@ -98,6 +114,7 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
                     #(#node_cells)*
                     let #counters = #private::new_counters::<#node_count>(&__DAGGER_GRAPH);
                     #private::execute(#runtime, &__DAGGER_GRAPH, &[#(#node_refs),*], &#counters)?;
+                    #(#write_backs)*
                     #(#tail_bindings)*
                     ::core::result::Result::Ok(#tail)
                 },
@@ -142,27 +159,44 @@ fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
                 #[allow(unused_mut)]
                 let #mutability #ident = unsafe { #slot.take() };
             },
-            Reach::Overwrite => quote! { let #ident; },
+            Reach::Overwrite => TokenStream::new(),
         });
-        match reach {
-            Reach::Lend => {
-                let span = node.next_use.get(&binding).copied().unwrap_or(first_use);
-                let value = Ident::new(&ident.to_string(), span.resolved_at(ident.span()));
-                release.push(quote_spanned! {span=> unsafe { #slot.put(#value) }; });
-            }
-            Reach::Overwrite => release.push(quote! { unsafe { #slot.put(#ident) }; }),
-            _ => {}
+        if reach == Reach::Lend {
+            let span = node.next_use.get(&binding).copied().unwrap_or(first_use);
+            let value = Ident::new(&ident.to_string(), span.resolved_at(ident.span()));
+            release.push(quote_spanned! {span=> unsafe { #slot.put(#value) }; });
         }
     }
-    let body = statement_body(&node.statement.stmt, &node.statement.kind);
-    let stores = node.defines.iter().map(|&binding| {
+    let overwrite = node.reach.iter().any(|r| r.1 == Reach::Overwrite);
+    let body = statement_body(&node.statement.stmt, &node.statement.kind, overwrite);
+    // What the statement hands back: the bindings it defines or overwrites.
+    let outputs: Vec<&Ident> = node
+        .defines
+        .iter()
+        .chain(
+            node.reach
+                .iter()
+                .filter(|r| r.1 == Reach::Overwrite)
+                .map(|r| &r.0),
+        )
+        .map(|&binding| &analysis.bindings[binding].ident)
+        .collect();
+    let output_types = outputs.iter().map(|_| quote!(_));
+    let stores = outputs.iter().map(|&ident| {
+        let binding = analysis
+            .bindings
+            .iter()
+            .position(|b| std::ptr::eq(&b.ident, ident))
+            .expect("an output is a binding");
         let slot = slot_ident(binding);
-        let ident = &analysis.bindings[binding].ident;
         quote! { unsafe { #slot.put(#ident) }; }
     });
+    let done = Ident::new("__dagger_done", Span::mixed_site());
     // Spanned at the statement, so that a value that cannot cross threads is reported
     // there rather than on the whole block.
     let span = node.statement.span;
+    // The statement runs in a closure of its own that must end with the private marker:
+    // a `return` hidden in a macro cannot skip the stores (it does not type-check).
     quote_spanned! {span=>
         #[allow(
             unreachable_code,
@@ -172,12 +206,20 @@ fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
             clippy::explicit_auto_deref,
             clippy::needless_borrow,
             clippy::op_ref,
-            clippy::needless_late_init
+            clippy::needless_late_init,
+            clippy::redundant_closure_call
         )]
         let #cell = ::dagger::__private::NodeCell::new(
             || -> ::core::result::Result<(), ::dagger::__private::BoxError> {
                 #(#acquire)*
-                #body
+                let (#done, #(#outputs,)*) = (|| -> ::core::result::Result<
+                    (::dagger::__private::StatementDone, #(#output_types,)*),
+                    ::dagger::__private::BoxError,
+                > {
+                    #body
+                    ::core::result::Result::Ok((::dagger::__private::StatementDone, #(#outputs,)*))
+                })()?;
+                let _ = #done;
                 #(#release)*
                 #(#stores)*
                 ::core::result::Result::Ok(())
@@ -188,7 +230,7 @@ fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
 
 /// The statement as it runs in its node: patterns lose `mut` (the slot keeps the value)
 /// and `?` after a task call goes through `node_result`.
-fn statement_body(stmt: &Stmt, kind: &Kind) -> TokenStream {
+fn statement_body(stmt: &Stmt, kind: &Kind, overwrite: bool) -> TokenStream {
     let fallible = matches!(kind, Kind::Task { fallible: true, .. });
     let wrap = |expr: &Expr| -> TokenStream {
         match expr {
@@ -202,6 +244,11 @@ fn statement_body(stmt: &Stmt, kind: &Kind) -> TokenStream {
         }
     };
     match stmt {
+        Stmt::Expr(Expr::Assign(assign), _) if overwrite => {
+            // `x = value;` alone gives `x` a new value: a local of the statement.
+            let target = &assign.left;
+            quote! { let #target; #assign; }
+        }
         Stmt::Local(local) => {
             let mut pat = local.pat.clone();
             StripMut.visit_pat_mut(&mut pat);

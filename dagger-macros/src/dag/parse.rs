@@ -117,7 +117,8 @@ fn kind_of(expr: &Expr) -> Kind {
     };
     match call {
         Expr::Call(call) => match &*call.func {
-            Expr::Path(path) if path.qself.is_none() => {
+            // `Some(x)`, `Point(1, 2)`: constructors (upper-case, as Rust names them) are glue.
+            Expr::Path(path) if path.qself.is_none() && !is_constructor(&path.path) => {
                 let mut path = path.path.clone();
                 // The node type is the struct `#[task]` emits, which has no generics.
                 for segment in &mut path.segments {
@@ -129,6 +130,13 @@ fn kind_of(expr: &Expr) -> Kind {
         },
         _ => Kind::Glue,
     }
+}
+
+fn is_constructor(path: &syn::Path) -> bool {
+    path.segments
+        .last()
+        .and_then(|segment| segment.ident.to_string().chars().next())
+        .is_some_and(char::is_uppercase)
 }
 
 fn let_bindings(local: &Local, errors: &mut Errors) -> Option<Vec<Defined>> {

@@ -159,8 +159,14 @@ impl<'a> UseVisitor<'a> {
     pub(super) fn visit_statement(&mut self, stmt: &mut syn::Stmt) {
         match stmt {
             syn::Stmt::Local(local) => {
+                // `let _ = x;` does not move `x`.
+                let ctx = if matches!(local.pat, Pat::Wild(_)) {
+                    Ctx::Place
+                } else {
+                    Ctx::Value
+                };
                 if let Some(init) = &mut local.init {
-                    self.visit_with(Ctx::Value, &mut init.expr);
+                    self.visit_with(ctx, &mut init.expr);
                 }
             }
             syn::Stmt::Expr(expr, _) => self.visit_with(Ctx::Value, expr),
@@ -235,6 +241,20 @@ impl<'a> UseVisitor<'a> {
             } else {
                 syn::parse_quote_spanned! {span=> (*#ident) }
             };
+        }
+    }
+
+    /// The left side of `=`: a binding, or a tuple / array of them (`(a, b) = (b, a)`).
+    fn visit_assignee(&mut self, expr: &mut Expr) {
+        if let Some((target, ident)) = self.path_target(expr) {
+            return self.use_target(expr, target, ident, UseKind::Assigned);
+        }
+        match expr {
+            Expr::Tuple(tuple) => tuple.elems.iter_mut().for_each(|e| self.visit_assignee(e)),
+            Expr::Array(array) => array.elems.iter_mut().for_each(|e| self.visit_assignee(e)),
+            Expr::Paren(paren) => self.visit_assignee(&mut paren.expr),
+            Expr::Infer(_) => {}
+            _ => self.visit_with(Ctx::Place, expr),
         }
     }
 
@@ -389,11 +409,14 @@ impl<'a> UseVisitor<'a> {
         for (i, token) in tokens.iter().enumerate() {
             match token {
                 TokenTree::Ident(ident) => {
-                    let after_dot = i > 0 && is_punct(&tokens[i - 1], '.');
-                    let before_path_or_bang = tokens
-                        .get(i + 1)
-                        .is_some_and(|t| is_punct(t, ':') || is_punct(t, '!'));
-                    if after_dot || before_path_or_bang {
+                    // Skipped: a field or method (`.x`, but not `..x`), a path segment
+                    // (`x::`) and a macro name (`x!(..)`); anything else may be a use.
+                    let at = |k: usize, c: char| tokens.get(k).is_some_and(|t| is_punct(t, c));
+                    let field = i > 0 && at(i - 1, '.') && !(i > 1 && at(i - 2, '.'));
+                    let path = at(i + 1, ':') && at(i + 2, ':');
+                    let macro_name =
+                        at(i + 1, '!') && matches!(tokens.get(i + 2), Some(TokenTree::Group(_)));
+                    if field || path || macro_name {
                         continue;
                     }
                     if let Some(target) = self.lookup(ident) {
@@ -584,11 +607,7 @@ impl VisitMut for UseVisitor<'_> {
                 }
             }
             Expr::Assign(assign) => {
-                if let Some((target, ident)) = self.path_target(&assign.left) {
-                    self.use_target(&mut assign.left, target, ident, UseKind::Assigned);
-                } else {
-                    self.visit_with(Ctx::Place, &mut assign.left);
-                }
+                self.visit_assignee(&mut assign.left);
                 self.visit_with(Ctx::Value, &mut assign.right);
             }
             Expr::Binary(binary) if is_compound_assignment(&binary.op) => {

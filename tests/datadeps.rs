@@ -118,15 +118,59 @@ fn a_failed_task_fails_the_region_and_its_dependents_do_not_run() {
 
 #[test]
 fn declaring_one_object_twice_with_a_write_is_an_error() {
-    let mut a = 0u32;
-    let err = dagger::datadeps(|r| {
-        let d = r.data(&mut a);
-        r.spawn((d.write(), d.read()), |_: &mut u32, _: &u32| ())
-            .wait()
-    })
-    .unwrap()
-    .unwrap_err();
-    assert!(err.to_string().contains("twice"), "{err}");
+    watchdog(30, || {
+        let mut a = 0u32;
+        let mut ran = false;
+        let outcome = dagger::datadeps(|r| {
+            let d = r.data(&mut a);
+            let refused = r.spawn((d.write(), d.read()), |_: &mut u32, _: &u32| ran = true);
+            // A later task on the same object still runs, in order.
+            r.spawn(d.write(), |a: &mut u32| *a += 1);
+            refused.wait()
+        });
+        // The region itself fails, naming the object and the task.
+        let err = outcome.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, dagger::Error::InvalidUse(_)), "{text}");
+        assert!(text.contains("data object #0 twice"), "{text}");
+        assert!(
+            text.contains("datadeps.rs"),
+            "names where the task was spawned: {text}"
+        );
+        assert!(!ran, "a refused task never runs");
+        assert_eq!(a, 1);
+    });
+}
+
+/// A region task that spawns more region tasks: the region waits for those too, so
+/// nothing writes the data after `datadeps` returns.
+#[test]
+fn the_region_waits_for_tasks_spawned_by_its_tasks() {
+    watchdog(60, || {
+        for threads in [1, 2, 4] {
+            let rt = runtime(threads);
+            for _ in 0..20 {
+                let mut x = 0u64;
+                let mut y = 0u64;
+                rt.install(|| {
+                    dagger::datadeps(|r| {
+                        let (dx, dy) = (r.data(&mut x), r.data(&mut y));
+                        r.spawn(dx.write(), move |x: &mut u64| {
+                            *x = 1;
+                            // Spawned after the region's closure may have returned.
+                            r.spawn(dy.write(), move |y: &mut u64| {
+                                std::thread::sleep(std::time::Duration::from_millis(2));
+                                r.spawn(dy.write(), |y: &mut u64| *y += 10);
+                                *y = 5;
+                            });
+                        });
+                    })
+                })
+                .unwrap();
+                assert_eq!((x, y), (1, 15), "{threads} threads");
+            }
+        }
+    });
 }
 
 #[test]

@@ -5,6 +5,36 @@
 //! Tasks with no conflict run in parallel. The region waits for every task before it
 //! returns, which is what lets tasks borrow the data objects.
 //!
+//! # Why a region is sound (the lifetime erasure in `launch`)
+//!
+//! A task's closure and its data pointers live for `'scope`; `launch` erases that to
+//! `'static` to hand the task to the runtime. That is sound because nothing of the task
+//! outlives `'scope`:
+//! 1. `'scope` ends when `datadeps` returns, and `datadeps` returns (or unwinds) only
+//!    after every task spawned into the region has finished: it waits for the task list
+//!    until it stays empty, so tasks spawned by region tasks (which hold `&'scope Region`)
+//!    are waited for too; a task can only spawn while it runs, that is, before it is
+//!    done. Plain `spawn` needs `'static` closures, so nothing else can hold the region.
+//! 2. A [`Data`] is branded with its region's `'scope`, which is invariant and
+//!    universally quantified in `datadeps`' closure: another region (nested or not) has a
+//!    different `'scope`, so its `spawn` does not accept the data (a compile error), and
+//!    the id of a `Data` always indexes its own region's table.
+//! 3. Within a region, every access runs after the earlier conflicting ones (the task's
+//!    inputs) and before the later ones (they wait for it), so a write is exclusive and
+//!    reads are shared; a task declaring one object twice with a write is refused (the
+//!    region then fails with [`Error::InvalidUse`]) and never runs.
+//!
+//! ```compile_fail
+//! // A region's data cannot be used in another region.
+//! let mut x = 0_u64;
+//! dagger_core::datadeps(|outer| {
+//!     let d = outer.data(&mut x);
+//!     dagger_core::datadeps(|inner| {
+//!         inner.spawn(d.write(), |x: &mut u64| *x += 1);
+//!     })
+//! });
+//! ```
+//!
 //! ```
 //! let mut a = vec![1.0_f64; 4];
 //! let mut b = vec![0.0_f64; 4];
@@ -28,17 +58,23 @@ use crate::error::Error;
 use crate::runtime::Shared;
 use crate::spawn::{failed_handle, info, spawn_job, wait_any, Handle, TaskInfo, TaskRef};
 
+/// `'scope`, invariant: the brand that ties a [`Data`] to its region.
+type Brand<'scope> = PhantomData<fn(&'scope ()) -> &'scope ()>;
+
 /// A region in which tasks access data objects with declared modes.
 pub struct Region<'scope, 'env: 'scope> {
     shared: Arc<Shared>,
     state: Mutex<State>,
-    _scope: PhantomData<&'scope mut &'env ()>,
+    _scope: Brand<'scope>,
+    _env: PhantomData<&'scope mut &'env ()>,
 }
 
 #[derive(Default)]
 struct State {
     objects: Vec<ObjectState>,
     tasks: Vec<TaskRef>,
+    /// The first declaration the region refused: the region returns it.
+    refused: Option<Error>,
 }
 
 #[derive(Default)]
@@ -52,7 +88,8 @@ struct ObjectState {
 pub struct Data<'scope, T> {
     id: usize,
     ptr: *mut T,
-    _scope: PhantomData<&'scope mut T>,
+    _scope: Brand<'scope>,
+    _value: PhantomData<&'scope mut T>,
 }
 
 impl<T> Clone for Data<'_, T> {
@@ -85,8 +122,8 @@ pub struct Read<'scope, T>(Data<'scope, T>);
 /// A declared write of a data object.
 pub struct Write<'scope, T>(Data<'scope, T>);
 
-/// One declared access of a data object, as a task uses it.
-pub trait DataAccess: Send {
+/// One declared access of a data object of the region `'scope`, as a task uses it.
+pub trait DataAccess<'scope>: Send {
     /// What the task receives.
     type Arg<'a>;
     #[doc(hidden)]
@@ -106,7 +143,7 @@ pub struct ErasedAccess(*mut ());
 // was made for, when the region's ordering gives that task its declared access.
 unsafe impl Send for ErasedAccess {}
 
-impl<T: Send + Sync + 'static> DataAccess for Read<'_, T> {
+impl<'scope, T: Send + Sync + 'static> DataAccess<'scope> for Read<'scope, T> {
     type Arg<'a> = &'a T;
     fn object(&self) -> (usize, bool) {
         (self.0.id, false)
@@ -120,7 +157,7 @@ impl<T: Send + Sync + 'static> DataAccess for Read<'_, T> {
     }
 }
 
-impl<T: Send + Sync + 'static> DataAccess for Write<'_, T> {
+impl<'scope, T: Send + Sync + 'static> DataAccess<'scope> for Write<'scope, T> {
     type Arg<'a> = &'a mut T;
     fn object(&self) -> (usize, bool) {
         (self.0.id, true)
@@ -134,8 +171,9 @@ impl<T: Send + Sync + 'static> DataAccess for Write<'_, T> {
     }
 }
 
-/// The accesses of one task: one [`DataAccess`] or a tuple of them, and how to call the task.
-pub trait Accesses<F, R>: Send {
+/// The accesses of one task in the region `'scope`: one [`DataAccess`] or a tuple of
+/// them, and how to call the task.
+pub trait Accesses<'scope, F, R>: Send {
     #[doc(hidden)]
     fn objects(&self) -> Vec<(usize, bool)>;
     #[doc(hidden)]
@@ -148,7 +186,7 @@ pub trait Accesses<F, R>: Send {
 
 macro_rules! tuple_accesses {
     ($($name:ident $index:tt)*) => {
-        impl<F, R, $($name: DataAccess),*> Accesses<F, R> for ($($name,)*)
+        impl<'scope, F, R, $($name: DataAccess<'scope>),*> Accesses<'scope, F, R> for ($($name,)*)
         where
             F: for<'a> FnOnce($($name::Arg<'a>),*) -> R,
         {
@@ -177,19 +215,19 @@ tuple_accesses!(A 0 B 1 C 2 D 3 E 4 G 5);
 
 macro_rules! single_access {
     ($($ty:ident),*) => {$(
-        impl<'s, T: Send + Sync + 'static, F, R> Accesses<F, R> for $ty<'s, T>
+        impl<'s, T: Send + Sync + 'static, F, R> Accesses<'s, F, R> for $ty<'s, T>
         where
-            F: for<'a> FnOnce(<$ty<'s, T> as DataAccess>::Arg<'a>) -> R,
+            F: for<'a> FnOnce(<$ty<'s, T> as DataAccess<'s>>::Arg<'a>) -> R,
         {
             fn objects(&self) -> Vec<(usize, bool)> {
                 vec![self.object()]
             }
             fn erase(self) -> Vec<ErasedAccess> {
-                vec![DataAccess::erase(self)]
+                vec![DataAccess::<'s>::erase(self)]
             }
             unsafe fn call(pointers: Vec<ErasedAccess>, f: F) -> R {
                 // SAFETY: the caller's obligation; one pointer for the one access.
-                unsafe { f(<$ty<'s, T> as DataAccess>::arg(pointers[0].0)) }
+                unsafe { f(<$ty<'s, T> as DataAccess<'s>>::arg(pointers[0].0)) }
             }
         }
     )*};
@@ -206,6 +244,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
             id: state.objects.len() - 1,
             ptr: value,
             _scope: PhantomData,
+            _value: PhantomData,
         }
     }
 
@@ -214,7 +253,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
     #[track_caller]
     pub fn spawn<A, F, R>(&'scope self, accesses: A, f: F) -> Handle<R>
     where
-        A: Accesses<F, R>,
+        A: Accesses<'scope, F, R>,
         F: Send + 'scope,
         R: Send + Sync + 'static,
     {
@@ -230,7 +269,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
     #[track_caller]
     pub fn try_spawn<A, F, R, E>(&'scope self, accesses: A, f: F) -> Handle<R>
     where
-        A: Accesses<F, Result<R, E>>,
+        A: Accesses<'scope, F, Result<R, E>>,
         F: Send + 'scope,
         R: Send + Sync + 'static,
         E: Into<BoxError> + 'static,
@@ -255,24 +294,26 @@ impl<'scope, 'env> Region<'scope, 'env> {
         call: impl FnOnce(Vec<ErasedAccess>) -> Result<R, Error> + Send + 'scope,
     ) -> Handle<R>
     where
-        A: Accesses<F, Out>,
+        A: Accesses<'scope, F, Out>,
         R: Send + Sync + 'static,
     {
         let objects = accesses.objects();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (i, (id, writes)) in objects.iter().enumerate() {
             if objects[..i]
                 .iter()
                 .any(|(other, w)| other == id && (*w || *writes))
             {
-                return failed_handle(
-                    info,
-                    Error::InvalidUse(format!(
-                        "a region task declares data object #{id} twice with a write; one access per object and task"
-                    )),
-                );
+                let error = Error::InvalidUse(format!(
+                    "region task `{}` at {} declares data object #{id} twice, once as a write; \
+                     declare one access per object and task (a write gives read access too)",
+                    info.name(),
+                    info.location(),
+                ));
+                state.refused.get_or_insert_with(|| error.clone());
+                return failed_handle(info, error);
             }
         }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut after: Vec<TaskRef> = Vec::new();
         for &(id, writes) in &objects {
             let object = &state.objects[id];
@@ -292,9 +333,9 @@ impl<'scope, 'env> Region<'scope, 'env> {
         // write and shared where they read.
         let body = move || call(pointers);
         let body: Box<dyn FnOnce() -> Result<R, Error> + Send + 'scope> = Box::new(body);
-        // SAFETY: the region waits for every task it spawned before `datadeps` returns
-        // (also when the region's closure panics), so nothing the task borrows for
-        // 'scope is used after 'scope ends.
+        // SAFETY: point 1 of the module proof: the region waits for every task spawned
+        // into it (by its closure or by its tasks) before `datadeps` returns or unwinds,
+        // so nothing the task borrows for 'scope is used after 'scope ends.
         let body: Box<dyn FnOnce() -> Result<R, Error> + Send + 'static> =
             unsafe { std::mem::transmute(body) };
         let handle = spawn_job(&self.shared, info, after, body);
@@ -325,19 +366,33 @@ where
         shared,
         state: Mutex::new(State::default()),
         _scope: PhantomData,
+        _env: PhantomData,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| f(&region)));
-    // Wait for every task, whatever happened, before the borrows end.
-    let tasks = std::mem::take(&mut region.state.lock().unwrap_or_else(|e| e.into_inner()).tasks);
+    // Wait for every task, whatever happened, before the borrows end: also for tasks that
+    // region tasks spawn meanwhile (the list is taken until it stays empty).
     let mut first_failure = None;
-    for task in &tasks {
-        if let Err(error) = wait_any(task) {
-            first_failure.get_or_insert(error);
+    loop {
+        let tasks =
+            std::mem::take(&mut region.state.lock().unwrap_or_else(|e| e.into_inner()).tasks);
+        if tasks.is_empty() {
+            break;
+        }
+        for task in &tasks {
+            if let Err(error) = wait_any(task) {
+                first_failure.get_or_insert(error);
+            }
         }
     }
+    let refused = region
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .refused
+        .take();
     match outcome {
         Err(payload) => resume_unwind(payload),
-        Ok(value) => match first_failure {
+        Ok(value) => match refused.or(first_failure) {
             Some(error) => Err(error),
             None => Ok(value),
         },

@@ -227,6 +227,19 @@ pub(crate) fn open(shared: &Arc<Shared>) {
     unsafe { Arc::increment_strong_count(Arc::as_ptr(shared)) };
 }
 
+/// Gives back this thread's lease, if it holds one (a spare thread that stops running
+/// tasks).
+pub(crate) fn leave() {
+    LEASE.with(|lease| {
+        let runtime = lease.runtime.replace(ptr::null());
+        let counts = lease.counts.replace(0);
+        if !runtime.is_null() {
+            // SAFETY: the lease held these counts of the live runtime at `runtime`.
+            unsafe { give_back(runtime, counts) };
+        }
+    });
+}
+
 /// Closes the runtime (its `Runtime` is dropped): every worker gives its lease back and
 /// stops leasing, and the runtime's own count is given back.
 pub(crate) fn close(shared: &Arc<Shared>) {

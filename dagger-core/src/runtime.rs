@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::lease;
 use crate::observe::{Attached, Observer, ObserverGuard, ObserverSet};
 use crate::spawn::queue::Queues;
+use crate::spawn::wait::{enter_thread, Waiting, DEFAULT_STACK_SIZE};
 
 /// Worker threads that run graphs. Cheap to share by reference; one runtime runs any
 /// number of graphs, one after another or at the same time, and stays usable after a
@@ -21,7 +22,20 @@ thread_local! {
     static WORKER_OF: RefCell<Option<Arc<OnceLock<Weak<Shared>>>>> = const { RefCell::new(None) };
 }
 
-/// The runtime whose worker this thread is, if any.
+/// Makes this spare thread (see `spawn::wait`) run tasks for `shared`, as its workers do.
+pub(crate) fn enter_spare(shared: &Arc<Shared>) {
+    let slot = OnceLock::new();
+    let _ = slot.set(Arc::downgrade(shared));
+    WORKER_OF.with(|w| *w.borrow_mut() = Some(Arc::new(slot)));
+}
+
+/// This spare thread stops running tasks: it gives back the counts it leased.
+pub(crate) fn leave_spare() {
+    lease::leave();
+    WORKER_OF.with(|w| *w.borrow_mut() = None);
+}
+
+/// The runtime whose worker (or spare) this thread is, if any.
 pub(crate) fn current_runtime() -> Option<Arc<Shared>> {
     WORKER_OF.with(|w| {
         w.borrow()
@@ -44,6 +58,9 @@ pub(crate) struct Shared {
     pub(crate) closing: AtomicBool,
     /// The workers' queues of ready tasks.
     pub(crate) queues: Arc<Queues>,
+    /// What its threads wait for, and the spare threads that run queued work while
+    /// workers are blocked in a wait.
+    pub(crate) waiting: Waiting,
 }
 
 impl Drop for Runtime {
@@ -106,6 +123,7 @@ impl Runtime {
 pub struct RuntimeBuilder {
     threads: Option<usize>,
     thread_name: Option<String>,
+    stack_size: Option<usize>,
     observers: Vec<Attached>,
 }
 
@@ -114,6 +132,7 @@ impl std::fmt::Debug for RuntimeBuilder {
         f.debug_struct("RuntimeBuilder")
             .field("threads", &self.threads)
             .field("thread_name", &self.thread_name)
+            .field("stack_size", &self.stack_size)
             .field("observers", &self.observers.len())
             .finish()
     }
@@ -129,6 +148,15 @@ impl RuntimeBuilder {
     /// The prefix of the worker threads' names (default `dagger-worker`).
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// The stack size of each worker thread, in bytes (default 256 MiB, reserved as
+    /// address space and committed only as used). Tasks that wait for tasks run them on
+    /// this stack, so it bounds how deep nested spawn-and-fetch recursion goes on one
+    /// thread; deeper recursion continues on spare threads (it never aborts the process).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -155,6 +183,13 @@ impl RuntimeBuilder {
         let prefix = self
             .thread_name
             .unwrap_or_else(|| "dagger-worker".to_owned());
+        let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        if stack_size < 64 << 10 {
+            return Err(Error::Config(format!(
+                "a worker stack of {stack_size} bytes is too small; give at least 64 KiB"
+            )));
+        }
+        let waiting = Waiting::new(threads, stack_size, prefix.clone());
         // Each worker learns its runtime once the runtime exists (see `current_runtime`).
         let slot: Arc<OnceLock<Weak<Shared>>> = Arc::new(OnceLock::new());
         let worker_slot = slot.clone();
@@ -164,7 +199,9 @@ impl RuntimeBuilder {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("{prefix}-{i}"))
+            .stack_size(stack_size)
             .start_handler(move |index| {
+                enter_thread(stack_size, u16::try_from(index + 1).unwrap_or(0));
                 WORKER_OF.with(|w| *w.borrow_mut() = Some(worker_slot.clone()));
                 worker_queues.adopt(id, index);
             })
@@ -184,6 +221,7 @@ impl RuntimeBuilder {
             task_counts: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             queues,
+            waiting,
         });
         lease::open(&shared);
         let _ = slot.set(Arc::downgrade(&shared));

@@ -36,7 +36,7 @@ mod summary;
 mod thread;
 mod trace;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::Error;
@@ -236,8 +236,54 @@ impl Attached {
     pub(crate) fn new<O: Observer + 'static>(observer: O) -> Attached {
         match (&observer as &dyn std::any::Any).downcast_ref::<Recorder>() {
             Some(recorder) => Attached::Recorder(recorder.clone()),
-            None => Attached::Other(Arc::new(observer)),
+            None => Attached::Other(Arc::new(Isolated {
+                observer,
+                panicked: AtomicBool::new(false),
+            })),
         }
+    }
+}
+
+/// A user's observer, kept away from the workers' stacks: its panic is caught (a panic
+/// escaping into the pool would abort the process), reported once on stderr, and the
+/// observer is not called again; the run goes on.
+struct Isolated<O> {
+    observer: O,
+    panicked: AtomicBool,
+}
+
+impl<O: Observer> Isolated<O> {
+    #[inline]
+    fn call(&self, method: &str, f: impl FnOnce(&O)) {
+        // Memory ordering: Relaxed; a call that races with the first panic may still run.
+        if self.panicked.load(Ordering::Relaxed) {
+            return;
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.observer)));
+        if let Err(payload) = outcome {
+            if !self.panicked.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "dagger: observer `{}` panicked in `{method}` and is detached: {}",
+                    std::any::type_name::<O>(),
+                    crate::error::panic_message(&*payload)
+                );
+            }
+        }
+    }
+}
+
+impl<O: Observer> Observer for Isolated<O> {
+    fn run_started(&self, run: &RunInfo) {
+        self.call("run_started", |o| o.run_started(run));
+    }
+    fn task_started(&self, task: &TaskStart) {
+        self.call("task_started", |o| o.task_started(task));
+    }
+    fn task_finished(&self, task: &TaskEnd<'_>) {
+        self.call("task_finished", |o| o.task_finished(task));
+    }
+    fn run_finished(&self, run: &RunInfo, error: Option<&Error>) {
+        self.call("run_finished", |o| o.run_finished(run, error));
     }
 }
 

@@ -1,9 +1,9 @@
 //! `Handle<T>`: the future result of a spawned task.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use super::task::{take_value, Header, TaskRef};
+use super::wait::wait_for;
 use crate::error::Error;
 use crate::task::Location;
 
@@ -38,58 +38,6 @@ impl<T> std::fmt::Debug for Handle<T> {
             .field("location", &header.info.location())
             .field("ready", &header.is_done())
             .finish()
-    }
-}
-
-/// Rounds a waiting worker keeps looking for work before it starts to sleep.
-const SPIN_ROUNDS: u32 = 64;
-
-/// Blocks until `header`'s task is done. A worker thread runs other tasks meanwhile, so
-/// tasks that wait for tasks (recursive spawning) cannot starve the pool.
-pub(crate) fn wait_for(header: &Header) {
-    if header.is_done() {
-        return;
-    }
-    if rayon::current_thread_index().is_some() {
-        let mut subscribed = false;
-        let mut idle = 0u32;
-        while !header.is_done() {
-            // This worker's own ready tasks first (newest first), then any rayon job.
-            if let Some(task) = super::queue::pop_local() {
-                super::task::run_chain(task);
-                idle = 0;
-                continue;
-            }
-            // Time passes from here on: the next task reads the clock afresh.
-            crate::observe::forget_last_end();
-            if let Some(rayon::Yield::Executed) = rayon::yield_now() {
-                idle = 0;
-                continue;
-            }
-            // Nothing to run. Stay ready to steal for a while (work that becomes ready on
-            // another worker is not announced to this thread), then sleep in growing steps.
-            idle += 1;
-            if idle <= SPIN_ROUNDS {
-                std::thread::yield_now();
-                continue;
-            }
-            if !subscribed {
-                subscribed = true;
-                if !header.subscribe_thread(std::thread::current()) {
-                    return;
-                }
-            }
-            // Woken when the task is done; the timeout lets it pick up new work meanwhile.
-            let step = u64::from(idle - SPIN_ROUNDS).min(20) * 10;
-            std::thread::park_timeout(Duration::from_micros(step));
-        }
-    } else {
-        if !header.subscribe_thread(std::thread::current()) {
-            return;
-        }
-        while !header.is_done() {
-            std::thread::park();
-        }
     }
 }
 

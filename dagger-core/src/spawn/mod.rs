@@ -7,6 +7,7 @@ mod inputs;
 mod memory;
 pub(crate) mod queue;
 mod task;
+pub(crate) mod wait;
 
 use std::sync::Arc;
 
@@ -298,7 +299,7 @@ pub fn promise<T: Send + Sync + 'static>() -> (Handle<T>, Promise<T>) {
 
 /// Waits for any task and returns its failure, if it failed.
 pub(crate) fn wait_any(task: &TaskRef) -> Result<(), Error> {
-    handle::wait_for(task.header());
+    wait::wait_for(task.header());
     match task.header().failure() {
         Some(error) => Err(error.clone()),
         None => Ok(()),

@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crossbeam_deque::{Steal, Stealer, Worker};
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use super::task::{clone_shared, run_chain, ReadyTask};
 use crate::runtime::Shared;
@@ -22,6 +22,10 @@ use crate::runtime::Shared;
 /// The queues of one runtime's workers, as other threads see them.
 pub(crate) struct Queues {
     queues: Box<[SharedQueue]>,
+    /// Tasks made ready off the workers (rayon gets a job that takes one from here).
+    injected: Injector<ReadyTask>,
+    /// Batches of ready tasks (a fan-out), taken and split by rayon jobs.
+    batches: Injector<Vec<ReadyTask>>,
     /// Handed to each worker thread when it starts (see [`Queues::adopt`]).
     unclaimed: Mutex<Vec<Option<Worker<ReadyTask>>>>,
 }
@@ -55,8 +59,40 @@ impl Queues {
             .collect();
         Queues {
             queues,
+            injected: Injector::new(),
+            batches: Injector::new(),
             unclaimed: Mutex::new(workers.into_iter().map(Some).collect()),
         }
+    }
+
+    /// Queues a task made ready off the workers; the caller queues a rayon job that takes
+    /// one (any) task from here, and spare threads take them too.
+    pub(crate) fn inject(&self, task: ReadyTask) {
+        self.injected.push(task);
+    }
+
+    /// Queues a batch; as for [`inject`](Self::inject).
+    pub(crate) fn inject_batch(&self, tasks: Vec<ReadyTask>) {
+        self.batches.push(tasks);
+    }
+
+    /// A task made ready off the workers, if any.
+    pub(crate) fn take_injected(&self) -> Option<ReadyTask> {
+        steal_from(|| self.injected.steal())
+    }
+
+    /// A batch, if any.
+    pub(crate) fn steal_batch(&self) -> Option<Vec<ReadyTask>> {
+        steal_from(|| self.batches.steal())
+    }
+
+    /// Any queued task: injected, or from any worker's queue (for spare threads).
+    pub(crate) fn steal_task(&self) -> Option<ReadyTask> {
+        self.take_injected().or_else(|| {
+            self.queues
+                .iter()
+                .find_map(|queue| steal_from(|| queue.stealer.steal()))
+        })
     }
 
     /// Makes queue `index` the calling worker thread's own, for the runtime `runtime`.
@@ -96,6 +132,38 @@ pub(crate) fn push_local(shared: &Shared, task: ReadyTask) -> Result<(), ReadyTa
 /// The newest task of this worker's own queue.
 pub(crate) fn pop_local() -> Option<ReadyTask> {
     LOCAL.with(|local| local.borrow().as_ref().and_then(|own| own.worker.pop()))
+}
+
+/// The newest task of this worker's own queue if it is the task at `header` (a waiting
+/// worker runs the task it waits for from there, when it can).
+pub(crate) fn pop_local_if(header: NonNull<super::task::Header>) -> Option<ReadyTask> {
+    let (top, index) = LOCAL.with(|local| {
+        let local = local.borrow();
+        let own = local.as_ref()?;
+        Some((own.worker.pop()?, own.index))
+    })?;
+    if top.is(header) {
+        return Some(top);
+    }
+    // Put it back on top, and make sure a pump is queued for it, as a push does: a pump
+    // that found the queue empty meanwhile may have ended.
+    let runtime = top.shared();
+    LOCAL.with(|local| {
+        if let Some(own) = local.borrow().as_ref() {
+            own.worker.push(top);
+        }
+    });
+    // Memory ordering: SeqCst, as in `push_local`.
+    fence(Ordering::SeqCst);
+    // SAFETY: this thread runs a task of that runtime (the one that waits), which keeps
+    // the runtime alive while the task is queued again and may run elsewhere.
+    keep_a_pump_queued(unsafe { runtime.as_ref() }, index);
+    None
+}
+
+/// The id of the runtime whose worker this thread is, without touching the runtime.
+pub(crate) fn local_runtime() -> Option<u64> {
+    LOCAL.with(|local| local.borrow().as_ref().map(|own| own.runtime))
 }
 
 /// Queues a pump for queue `index` unless one is queued (and not started) already.
@@ -149,8 +217,12 @@ fn pump_tasks(shared: &Shared, owner: usize) {
 }
 
 fn steal(stealer: &Stealer<ReadyTask>) -> Option<ReadyTask> {
+    steal_from(|| stealer.steal())
+}
+
+fn steal_from<T>(mut attempt: impl FnMut() -> Steal<T>) -> Option<T> {
     loop {
-        match stealer.steal() {
+        match attempt() {
             Steal::Success(task) => return Some(task),
             Steal::Empty => return None,
             Steal::Retry => std::hint::spin_loop(),

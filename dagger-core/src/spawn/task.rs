@@ -17,7 +17,7 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{memory, queue};
@@ -97,6 +97,8 @@ struct VTable {
     shared: unsafe fn(NonNull<Header>) -> Option<NonNull<Shared>>,
     /// Cancels the task if it has not started; returns whether it did.
     cancel: unsafe fn(NonNull<Header>) -> bool,
+    /// Whether the task has a job, all its inputs are done, and it has not started.
+    runnable: unsafe fn(NonNull<Header>) -> bool,
     /// Frees the task (its count reached zero).
     free: unsafe fn(NonNull<Header>),
 }
@@ -110,6 +112,9 @@ pub struct Header {
     state: AtomicU8,
     /// For a task with a job: its waiter nodes are boxed (more than two inputs).
     boxed_links: bool,
+    /// For a running task: the wait slot of the thread that runs it (0: unknown), so that
+    /// a thread waiting for it can help with what it waits for (see `wait`).
+    runner: AtomicU16,
     /// For a task with a job: inputs not finished yet, plus, with several inputs, one
     /// held while the task subscribes to them (here, it fills the state's padding).
     pending: AtomicU32,
@@ -133,11 +138,36 @@ impl Header {
             state: AtomicU8::new(PENDING),
             pending: AtomicU32::new(0),
             boxed_links: false,
+            runner: AtomicU16::new(0),
             waiters: AtomicPtr::new(ptr::null_mut()),
             failure: AtomicPtr::new(ptr::null_mut()),
             vtable,
             info,
         }
+    }
+
+    /// The wait slot of the thread running the task (0: none known).
+    pub(crate) fn runner(&self) -> u16 {
+        self.runner.load(Ordering::Relaxed)
+    }
+
+    /// A new counted reference to this task.
+    ///
+    /// # Safety
+    /// The caller knows a reference to the task is held for the duration of the call.
+    pub(crate) unsafe fn retain(&self) -> TaskRef {
+        // Memory ordering: Relaxed, as for any new reference from a held one.
+        self.refs.fetch_add(1, Ordering::Relaxed);
+        TaskRef {
+            ptr: NonNull::from(self),
+        }
+    }
+
+    /// The runtime that runs the task, if it is a task with a job.
+    pub(crate) fn runtime(&self) -> Option<NonNull<Shared>> {
+        // SAFETY: `self` is a live task; only jobs report a runtime for `runnable` tasks,
+        // and every task kind answers `shared`.
+        unsafe { (self.vtable.shared)(NonNull::from(self)) }
     }
 
     /// Memory ordering: Acquire pairs with the Release store of `DONE` in `finish`, so a
@@ -353,6 +383,11 @@ pub(crate) struct ReadyTask {
 unsafe impl Send for ReadyTask {}
 
 impl ReadyTask {
+    /// Whether this is the task at `header`.
+    pub(crate) fn is(&self, header: NonNull<Header>) -> bool {
+        self.ptr == header
+    }
+
     /// Runs the task (unless it was cancelled); returns the dependents it made ready.
     fn run(self) -> Ready {
         // SAFETY: the ready reference keeps the task alive and is given up by `run`.
@@ -360,7 +395,7 @@ impl ReadyTask {
     }
 
     /// The runtime that runs the task.
-    fn shared(&self) -> NonNull<Shared> {
+    pub(crate) fn shared(&self) -> NonNull<Shared> {
         // SAFETY: the ready reference keeps the task alive; only runnable tasks (which
         // have a runtime) are ever ready.
         unsafe { (self.ptr.as_ref().vtable.shared)(self.ptr) }.expect("a ready task has a runtime")
@@ -426,6 +461,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         input_done: Self::input_done,
         shared: Self::shared,
         cancel: Self::cancel,
+        runnable: Self::runnable,
         free: Self::free,
     };
 
@@ -476,6 +512,8 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 let node = task.links.get().cast::<WaitNode>();
                 // SAFETY: the first link is used once, here.
                 if !unsafe { task.subscribe(input.as_ref(), node) } {
+                    // Memory ordering: Release, as in `input_done`.
+                    task.cell.header.pending.store(0, Ordering::Release);
                     schedule(ready);
                 }
             }
@@ -570,16 +608,30 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 .header
                 .set_failure(error.for_dependent(info.name(), info.location()));
         }
-        // The last input: nothing else touches the count, so no atomic write.
-        // Memory ordering: AcqRel / Acquire; the last decrement sees every input's outcome.
-        task.cell.header.pending.load(Ordering::Acquire) == 1
-            || task.cell.header.pending.fetch_sub(1, Ordering::AcqRel) == 1
+        // The last input: nothing else touches the count, so a plain store (0 tells a
+        // waiting worker that the task is ready; see `runnable`).
+        // Memory ordering: AcqRel / Acquire; the last decrement sees every input's outcome;
+        // Release on the store publishes the failure recorded above to `runnable`'s reader.
+        let pending = &task.cell.header.pending;
+        if pending.load(Ordering::Acquire) == 1 {
+            pending.store(0, Ordering::Release);
+            return true;
+        }
+        pending.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     unsafe fn shared(ptr: NonNull<Header>) -> Option<NonNull<Shared>> {
         // SAFETY: the caller holds a reference.
         let task = unsafe { Self::get(ptr) };
         Some(task.shared.as_non_null())
+    }
+
+    unsafe fn runnable(ptr: NonNull<Header>) -> bool {
+        // SAFETY: the caller holds a reference.
+        let header = unsafe { ptr.as_ref() };
+        // Memory ordering: Acquire, as the last input's decrement; `claim` decides.
+        header.pending.load(Ordering::Acquire) == 0
+            && header.state.load(Ordering::Acquire) == PENDING
     }
 
     unsafe fn free(ptr: NonNull<Header>) {
@@ -595,12 +647,21 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
             return false;
         }
         // SAFETY: this thread claimed the task: nothing else touches the job.
-        drop(unsafe { (*task.job.get()).take() });
+        let job = unsafe { (*task.job.get()).take() };
         let info = header.info;
-        header.set_failure(Error::Cancelled {
-            task: info.name(),
-            location: info.location(),
-        });
+        match drop_unstarted(job) {
+            None => header.set_failure(Error::Cancelled {
+                task: info.name(),
+                location: info.location(),
+            }),
+            Some(message) => header.set_failure(Error::TaskPanicked {
+                task: info.name(),
+                location: info.location(),
+                message: format!(
+                    "cancelled, and a value it captured panicked when dropped: {message}"
+                ),
+            }),
+        }
         // The ready reference stays: it is given up when the task is found cancelled.
         // SAFETY: claimed just above.
         unsafe { finish(&task.cell, None) }.queue_all();
@@ -619,12 +680,17 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         }
         // SAFETY: this thread claimed the task: nothing else touches the job.
         let job = unsafe { (*task.job.get()).take() }.expect("a task runs once");
+        // Memory ordering: Relaxed; a waiter that reads a stale 0 only helps less.
+        header
+            .runner
+            .store(super::wait::my_slot(), Ordering::Relaxed);
         let value = match header.failure() {
             Some(failure) => {
                 // An input failed: report it without running. Promises the job owned
                 // fail with the same cause.
                 SKIPPED_BECAUSE.with(|cause| *cause.borrow_mut() = Some(failure.clone()));
-                drop(job);
+                // A panic here is dropped: the task already fails with its root cause.
+                let _ = drop_unstarted(job);
                 SKIPPED_BECAUSE.with(|cause| cause.borrow_mut().take());
                 None
             }
@@ -670,6 +736,15 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         }
         value
     }
+}
+
+/// Drops the job of a task that will not run (cancelled, or an input failed). A value it
+/// captured may panic in its `Drop`: the panic is caught so that the task still ends (a
+/// task left claimed and unfinished would hang its waiters); its message is returned.
+fn drop_unstarted<J>(job: J) -> Option<String> {
+    catch_unwind(AssertUnwindSafe(move || drop(job)))
+        .err()
+        .map(|payload| panic_message(&*payload))
 }
 
 /// Stores a claimed task's outcome and notifies every waiter. Returns the dependents that
@@ -742,6 +817,7 @@ impl<T: Send + Sync + 'static> Promised<T> {
         input_done: no_inputs,
         shared: Self::shared,
         cancel: Self::cancel,
+        runnable: |_| false,
         free: Self::free,
     };
 
@@ -845,6 +921,7 @@ impl<T: Send + Sync + 'static> Failed<T> {
         input_done: no_inputs,
         shared: |_| None,
         cancel: |_| false,
+        runnable: |_| false,
         free: Self::free,
     };
 
@@ -909,12 +986,17 @@ fn schedule(task: ReadyTask) {
     let Err(task) = queue::push_local(unsafe { runtime.as_ref() }, task) else {
         return;
     };
-    // Not on one of its workers: queue it on its pool.
+    // Not on one of its workers: inject it, and queue a job on the pool that runs one
+    // injected task (the task stays reachable by spare threads; see `wait`).
     // SAFETY: as above; the clone keeps the runtime alive while the job is queued.
     let shared = unsafe { clone_shared(runtime) };
-    shared
-        .pool
-        .spawn(move || observe::stretch(|| run_chain(task)));
+    shared.queues.inject(task);
+    let pool = shared.clone();
+    shared.pool.spawn(move || {
+        if let Some(task) = pool.queues.take_injected() {
+            observe::stretch(|| run_chain(task));
+        }
+    });
 }
 
 /// A counted reference to the runtime at `shared`.
@@ -946,18 +1028,54 @@ fn schedule_all(tasks: Vec<ReadyTask>) {
     }
     // SAFETY: the ready tasks keep their runtime alive.
     let shared = unsafe { clone_shared(runtime) };
+    queue_batch(&shared, tasks);
+}
+
+/// Queues a batch where rayon jobs and spare threads find it, and a job that takes one.
+fn queue_batch(shared: &Arc<Shared>, tasks: Vec<ReadyTask>) {
+    shared.queues.inject_batch(tasks);
     let pool = shared.clone();
-    shared.pool.spawn(move || run_batch(&pool, tasks));
+    shared.pool.spawn(move || {
+        if let Some(batch) = pool.queues.steal_batch() {
+            run_batch(&pool, batch);
+        }
+    });
 }
 
 /// Runs a batch of ready tasks of one runtime, first handing halves to other workers.
-fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
+pub(crate) fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
     while tasks.len() > BATCH {
         let half = tasks.split_off(tasks.len() / 2);
-        let pool = shared.clone();
-        shared.pool.spawn(move || run_batch(&pool, half));
+        queue_batch(shared, half);
     }
     observe::stretch(|| tasks.into_iter().for_each(run_chain));
+}
+
+/// Runs the task of `header` on this thread, now, if it is ready, not started, and of
+/// the runtime `shared` (a waiting worker helps only with what it waits for; see
+/// `wait`). Its dependents are queued, not run here. Returns whether it was run here.
+pub(crate) fn run_inline(header: &Header, runtime: u64) -> bool {
+    let ptr = NonNull::from(header);
+    // Most often (a parent fetching the child it just spawned) the task is the newest
+    // of this worker's queue: run it from there.
+    if let Some(task) = queue::pop_local_if(ptr) {
+        task.run().queue_all();
+        return true;
+    }
+    // SAFETY: the caller holds a reference to the task.
+    let runnable = unsafe { (header.vtable.runnable)(ptr) }
+        // SAFETY: as above; a runnable task's runtime is alive while the task is.
+        && unsafe { (header.vtable.shared)(ptr) }
+            .is_some_and(|shared| unsafe { shared.as_ref() }.dynamic_run == runtime);
+    if !runnable {
+        return false;
+    }
+    // A ready reference of our own: `run` gives it up (also if another thread claimed
+    // the task first). The task's queued ready reference finds it claimed and lets go.
+    // Memory ordering: Relaxed, as for any new reference from a held one.
+    header.refs.fetch_add(1, Ordering::Relaxed);
+    ReadyTask { ptr }.run().queue_all();
+    true
 }
 
 /// Runs a task, then each dependent it made ready, as long as they belong to the same

@@ -296,8 +296,12 @@
 //! [`spawn`] returns a [`Handle`] at once. Handles passed to [`spawn_with`] become
 //! dependencies: the task runs when they are ready and receives `&T` for `&handle`, `T`
 //! for `handle` (moved when it is the last handle), `Vec<&T>` / `Vec<T>` for a `Vec` of
-//! handles; several inputs go in a tuple. Tasks may spawn tasks, and a task that waits
-//! for another runs other work meanwhile, so recursion is fine:
+//! handles; several inputs go in a tuple. Tasks may spawn tasks and wait for them:
+//! a waiting worker runs the awaited task itself (or its inputs, or what the thread
+//! running it waits for), never unrelated work, and when it must block a spare thread
+//! takes its place, so no program without a dependency cycle deadlocks, on any number of
+//! threads. Recursion is fine, 10,000 levels deep on the default 256 MiB worker stacks
+//! ([`RuntimeBuilder::stack_size`]); deeper recursion continues on spare threads:
 //!
 //! ```
 //! use dagger::prelude::*;

@@ -31,6 +31,12 @@ pub fn jitter(seed: u64) {
     std::hint::black_box(x);
 }
 
+/// Whether the tests run in their light version (CI sets `DAGGER_TEST_LIGHT` when it runs
+/// them under valgrind, which is 50 times slower): the same checks on smaller inputs.
+pub fn light() -> bool {
+    std::env::var_os("DAGGER_TEST_LIGHT").is_some()
+}
+
 pub fn runtime(threads: usize) -> dagger::Runtime {
     dagger::Runtime::builder()
         .threads(threads)

@@ -96,6 +96,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
 
     /// Cancels the task if it has not started: it will never run, and tasks that depend
     /// on it fail with [`Error::Cancelled`] as their root cause. Returns whether it did.
+    /// A task that a worker waits for may already be taken on by that worker (it runs the
+    /// task's inputs, then the task), and then counts as started.
     pub fn cancel(&self) -> bool {
         self.task.cancel()
     }

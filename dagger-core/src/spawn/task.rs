@@ -99,6 +99,9 @@ struct VTable {
     cancel: unsafe fn(NonNull<Header>) -> bool,
     /// Whether the task has a job, all its inputs are done, and it has not started.
     runnable: unsafe fn(NonNull<Header>) -> bool,
+    /// Runs a task of the given runtime that has not started, after its inputs, on the
+    /// calling thread (which waits for it); returns whether it did.
+    run_after_inputs: unsafe fn(NonNull<Header>, u64) -> bool,
     /// Frees the task (its count reached zero).
     free: unsafe fn(NonNull<Header>),
 }
@@ -462,6 +465,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         shared: Self::shared,
         cancel: Self::cancel,
         runnable: Self::runnable,
+        run_after_inputs: Self::run_after_inputs,
         free: Self::free,
     };
 
@@ -671,15 +675,29 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
     unsafe fn run(ptr: NonNull<Header>) -> Ready {
         // SAFETY: the ready reference keeps the task alive until `release` below.
         let task = unsafe { Self::get(ptr) };
-        let header = &task.cell.header;
-        if !header.claim() {
-            // Cancelled before it started.
+        if !task.cell.header.claim() {
+            // Cancelled before it started, or claimed by a thread that waits for it.
             // SAFETY: the ready reference is given up once, here.
             unsafe { release(ptr) };
             return Ready::default();
         }
+        // SAFETY: claimed just above.
+        let ready = unsafe { task.run_claimed() };
+        // Let go before the dependents run, so that one taking the value by value finds
+        // it unshared and moves it instead of cloning.
+        // SAFETY: the ready reference is given up once, here.
+        unsafe { release(ptr) };
+        ready
+    }
+
+    /// Runs a claimed task whose inputs are all done, and finishes it.
+    ///
+    /// # Safety
+    /// The calling thread claimed the task, and every input has notified it.
+    unsafe fn run_claimed(&self) -> Ready {
+        let header = &self.cell.header;
         // SAFETY: this thread claimed the task: nothing else touches the job.
-        let job = unsafe { (*task.job.get()).take() }.expect("a task runs once");
+        let job = unsafe { (*self.job.get()).take() }.expect("a task runs once");
         // Memory ordering: Relaxed; a waiter that reads a stale 0 only helps less.
         header
             .runner
@@ -694,15 +712,44 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
                 SKIPPED_BECAUSE.with(|cause| cause.borrow_mut().take());
                 None
             }
-            None => task.run_job(job),
+            None => self.run_job(job),
         };
-        // SAFETY: claimed above.
-        let ready = unsafe { finish(&task.cell, value) };
-        // Let go before the dependents run, so that one taking the value by value finds
-        // it unshared and moves it instead of cloning.
-        // SAFETY: the ready reference is given up once, here.
-        unsafe { release(ptr) };
-        ready
+        // SAFETY: claimed (the caller's contract).
+        unsafe { finish(&self.cell, value) }
+    }
+
+    /// A thread waits for this task, which waits for inputs: it claims the task, waits
+    /// for the inputs (running them inline where it can: they are what the task depends
+    /// on), and runs it. The task's ready reference, queued when the last input is done,
+    /// then finds it claimed and lets go. Returns whether it ran the task.
+    unsafe fn run_after_inputs(ptr: NonNull<Header>, runtime: u64) -> bool {
+        // SAFETY: the caller holds a reference.
+        let task = unsafe { Self::get(ptr) };
+        let header = &task.cell.header;
+        if task.shared.get().dynamic_run != runtime
+            || header.state.load(Ordering::Acquire) != PENDING
+            || !header.claim()
+        {
+            return false;
+        }
+        // SAFETY: claimed: nothing else touches the job; its handles keep the inputs alive.
+        let job = unsafe { (*task.job.get()).as_ref() }.expect("a claimed task has its job");
+        let mut inputs = Vec::with_capacity(job.input_count());
+        // SAFETY: each input is alive (the job holds a handle to it) while we take ours.
+        job.inputs(&mut |input: &Header| inputs.push(unsafe { input.retain() }));
+        for input in &inputs {
+            super::wait::wait_for(input.header());
+        }
+        drop(inputs);
+        // An input is done before it notifies its dependents: wait for the last notice,
+        // which also records an input's failure here.
+        // Memory ordering: Acquire pairs with the input's Release store or decrement.
+        while header.pending.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+        // SAFETY: claimed above, and every input has notified it.
+        unsafe { task.run_claimed() }.queue_all();
+        true
     }
 
     /// Runs the job, with observers if any are attached; a failure or panic is recorded.
@@ -818,6 +865,7 @@ impl<T: Send + Sync + 'static> Promised<T> {
         shared: Self::shared,
         cancel: Self::cancel,
         runnable: |_| false,
+        run_after_inputs: |_, _| false,
         free: Self::free,
     };
 
@@ -922,6 +970,7 @@ impl<T: Send + Sync + 'static> Failed<T> {
         shared: |_| None,
         cancel: |_| false,
         runnable: |_| false,
+        run_after_inputs: |_, _| false,
         free: Self::free,
     };
 
@@ -1049,6 +1098,14 @@ pub(crate) fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
         queue_batch(shared, half);
     }
     observe::stretch(|| tasks.into_iter().for_each(run_chain));
+}
+
+/// Runs the task of `header`, which waits for inputs, on this thread once they are done
+/// (running them inline where it can), if it has not started and is of the runtime
+/// `runtime`. Returns whether it was run here.
+pub(crate) fn run_after_inputs(header: &Header, runtime: u64) -> bool {
+    // SAFETY: the caller holds a reference to the task.
+    unsafe { (header.vtable.run_after_inputs)(NonNull::from(header), runtime) }
 }
 
 /// Runs the task of `header` on this thread, now, if it is ready, not started, and of

@@ -3,7 +3,8 @@
 //! # Why a wait cannot deadlock
 //!
 //! A worker that waits for task `X` runs only tasks that `X` depends on, inline: `X`
-//! itself when it is ready and nobody has started it, and, when `X` runs on another thread
+//! itself when it is ready and nobody has started it; `X`'s inputs and then `X` when it
+//! still waits for them (the waiter claims `X` first); and, when `X` runs on another thread
 //! that waits for `C`, the task `C` (and so on along such waits: each thread publishes
 //! what it waits for in its *wait slot*). It never runs unrelated work on top of the
 //! waiting frame. (That was the old deadlock: `A` waits, runs `B` on top of itself, `B`
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::queue;
-use super::task::{run_batch, run_chain, run_inline, Header, TaskRef};
+use super::task::{run_after_inputs, run_batch, run_chain, run_inline, Header, TaskRef};
 use crate::runtime::{current_runtime, enter_spare, leave_spare, Shared};
 
 /// The stack of a worker or spare thread when the builder sets none. Only what is used
@@ -114,7 +115,11 @@ pub(crate) fn wait_for(header: &Header) {
     let mut spins = 0;
     let mut published = None;
     while !header.is_done() {
-        if stack_has_room() && (run_inline(header, runtime) || help_along(header, runtime)) {
+        if stack_has_room()
+            && (run_inline(header, runtime)
+                || run_after_inputs(header, runtime)
+                || help_along(header, runtime))
+        {
             continue;
         }
         if published.is_none() {

@@ -728,6 +728,8 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         let header = &task.cell.header;
         if task.shared.get().dynamic_run != runtime
             || header.state.load(Ordering::Acquire) != PENDING
+            // A join of many inputs: the workers run them faster than one waiter would.
+            || header.pending.load(Ordering::Relaxed) as usize > CLAIM_INPUTS
             || !header.claim()
         {
             return false;
@@ -738,7 +740,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         // SAFETY: each input is alive (the job holds a handle to it) while we take ours.
         job.inputs(&mut |input: &Header| inputs.push(unsafe { input.retain() }));
         for input in &inputs {
-            super::wait::wait_for(input.header());
+            super::wait::wait_for_input(input.header());
         }
         drop(inputs);
         // An input is done before it notifies its dependents: wait for the last notice,
@@ -1060,6 +1062,10 @@ pub(crate) unsafe fn clone_shared(shared: NonNull<Shared>) -> Arc<Shared> {
     }
 }
 
+/// A thread that waits for a task still waiting for at most this many inputs takes it
+/// on (see `run_after_inputs`).
+const CLAIM_INPUTS: usize = 16;
+
 /// Below this many, ready tasks are queued one job each; above, in batches.
 const BATCH: usize = 16;
 
@@ -1092,7 +1098,7 @@ fn queue_batch(shared: &Arc<Shared>, tasks: Vec<ReadyTask>) {
 }
 
 /// Runs a batch of ready tasks of one runtime, first handing halves to other workers.
-pub(crate) fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
+fn run_batch(shared: &Arc<Shared>, mut tasks: Vec<ReadyTask>) {
     while tasks.len() > BATCH {
         let half = tasks.split_off(tasks.len() / 2);
         queue_batch(shared, half);

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::queue;
-use super::task::{run_after_inputs, run_batch, run_chain, run_inline, Header, TaskRef};
+use super::task::{run_after_inputs, run_chain, run_inline, Header, TaskRef};
 use crate::runtime::{current_runtime, enter_spare, leave_spare, Shared};
 
 /// The stack of a worker or spare thread when the builder sets none. Only what is used
@@ -104,6 +104,17 @@ fn stack_has_room() -> bool {
 /// Blocks until `header`'s task is done (see the module docs for why this cannot
 /// deadlock).
 pub(crate) fn wait_for(header: &Header) {
+    wait(header, true);
+}
+
+/// Waits for an input of a task this thread has claimed: it runs the input if it is
+/// ready, but does not claim it in turn (claiming down a chain of inputs would recurse
+/// as deep as the chain is long).
+pub(crate) fn wait_for_input(header: &Header) {
+    wait(header, false);
+}
+
+fn wait(header: &Header, claim: bool) {
     if header.is_done() {
         return;
     }
@@ -117,7 +128,7 @@ pub(crate) fn wait_for(header: &Header) {
     while !header.is_done() {
         if stack_has_room()
             && (run_inline(header, runtime)
-                || run_after_inputs(header, runtime)
+                || (claim && run_after_inputs(header, runtime))
                 || help_along(header, runtime))
         {
             continue;
@@ -400,7 +411,8 @@ fn run_while_needed(shared: &Arc<Shared>) {
         if let Some(task) = shared.queues.steal_task() {
             crate::observe::stretch(|| run_chain(task));
         } else if let Some(batch) = shared.queues.steal_batch() {
-            run_batch(shared, batch);
+            // Not split: halves would go to rayon jobs that the blocked workers hold up.
+            crate::observe::stretch(|| batch.into_iter().for_each(run_chain));
         } else {
             std::thread::park_timeout(SPARE_NAP);
         }

@@ -308,3 +308,52 @@ fn check_random_graph(rt: &Runtime, rng: &mut Rng) {
     completer.wait().unwrap();
     assert_eq!(got, expected);
 }
+
+/// A task that waits inside rayon (here: a `dag!` whose other node runs on another
+/// worker) must not run, on top of itself, a queued task that waits for it.
+#[test]
+fn a_task_waiting_inside_rayon_does_not_run_a_task_that_waits_for_it() {
+    use std::time::Duration;
+    watchdog(30, || {
+        let rt: &'static Runtime = Box::leak(Box::new(runtime(2)));
+        let a = rt.spawn(move || {
+            dagger::dag! {
+                let x = { std::thread::sleep(Duration::from_millis(100)); 1_u64 };
+                let y = { std::thread::sleep(Duration::from_millis(300)); 2_u64 };
+                x + y
+            }
+            .run_on(rt)
+            .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let a2 = a.clone();
+        let b = rt.spawn(move || a2.fetch().unwrap() + 1);
+        assert_eq!(b.fetch().unwrap(), 4);
+        assert_eq!(a.fetch().unwrap(), 3);
+    });
+}
+
+/// On one worker, tasks repeatedly wait for a promise that only a spare thread can
+/// complete (its completer is queued behind the waiter): spares come and go many times,
+/// and none may leave while a worker it replaces is blocked.
+#[test]
+fn spares_come_and_go_without_losing_a_blocked_worker() {
+    watchdog(120, || {
+        let rounds = if common::light() { 30 } else { 300 };
+        for _ in 0..4 {
+            let rt = runtime(1);
+            let done = rt
+                .spawn(move || {
+                    for i in 0..rounds {
+                        let (value, promise) = dagger::promise::<u64>();
+                        let _completer = dagger::spawn(move || promise.complete(Ok(i)));
+                        assert_eq!(value.fetch().unwrap(), i);
+                    }
+                    rounds
+                })
+                .fetch()
+                .unwrap();
+            assert_eq!(done, rounds);
+        }
+    });
+}

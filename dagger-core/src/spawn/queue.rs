@@ -193,6 +193,11 @@ fn pump(shared: &Shared, owner: usize) {
 fn pump_tasks(shared: &Shared, owner: usize) {
     let queue = &shared.queues.queues[owner];
     queue.queued_pumps.fetch_sub(1, Ordering::SeqCst);
+    if super::wait::in_a_task() {
+        // SAFETY: the pump holds a count of the runtime (see `keep_a_pump_queued`).
+        let runtime = unsafe { clone_shared(NonNull::from(shared)) };
+        return super::wait::defer(move || keep_a_pump_queued(&runtime, owner));
+    }
     // Memory ordering: SeqCst: a push that saw this pump queued (and started none) is seen
     // by the looks at the queue below.
     fence(Ordering::SeqCst);

@@ -763,7 +763,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         let observed = observe::start_spawned(&shared.observers, shared.dynamic_run, info, || {
             Worker::in_pool(&shared.pool)
         });
-        let outcome = catch_unwind(AssertUnwindSafe(|| job.run()));
+        let outcome = super::wait::in_task(|| catch_unwind(AssertUnwindSafe(|| job.run())));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
@@ -1042,8 +1042,16 @@ fn schedule(task: ReadyTask) {
     // SAFETY: as above; the clone keeps the runtime alive while the job is queued.
     let shared = unsafe { clone_shared(runtime) };
     shared.queues.inject(task);
+    queue_injected_job(shared);
+}
+
+/// Queues a job on the pool that runs one injected task.
+fn queue_injected_job(shared: Arc<Shared>) {
     let pool = shared.clone();
     shared.pool.spawn(move || {
+        if super::wait::in_a_task() {
+            return super::wait::defer(move || queue_injected_job(pool));
+        }
         if let Some(task) = pool.queues.take_injected() {
             observe::stretch(|| run_chain(task));
         }
@@ -1089,8 +1097,16 @@ fn schedule_all(tasks: Vec<ReadyTask>) {
 /// Queues a batch where rayon jobs and spare threads find it, and a job that takes one.
 fn queue_batch(shared: &Arc<Shared>, tasks: Vec<ReadyTask>) {
     shared.queues.inject_batch(tasks);
+    queue_batch_job(shared.clone());
+}
+
+/// Queues a job on the pool that takes one batch and runs it.
+fn queue_batch_job(shared: Arc<Shared>) {
     let pool = shared.clone();
     shared.pool.spawn(move || {
+        if super::wait::in_a_task() {
+            return super::wait::defer(move || queue_batch_job(pool));
+        }
         if let Some(batch) = pool.queues.steal_batch() {
             run_batch(&pool, batch);
         }

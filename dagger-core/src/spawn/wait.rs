@@ -21,6 +21,13 @@
 //! or indirectly (its inputs, the task that completes its promise) still runs, on any
 //! number of threads, including one. Spares block and are compensated the same way.
 //!
+//! Rayon waits too: a task that runs a `dag!` or a parallel iterator waits inside rayon,
+//! which runs any queued rayon job meanwhile. The jobs that run dagger tasks (pumps of
+//! worker queues, injected tasks, batches) therefore hold back while a task is on their
+//! thread's stack ([`in_task`], [`in_a_task`]) and are queued again when the
+//! thread leaves its outermost task. A waiter still reaches those tasks: it runs them
+//! inline, or a spare steals them.
+//!
 //! # Deep recursion
 //!
 //! Running `X` inline nests frames: spawn-and-fetch recursion goes as deep as the stack.
@@ -62,6 +69,11 @@ const SPARE_SLOTS: usize = 256;
 const CHASE_STEPS: usize = 8;
 
 thread_local! {
+    /// Dagger tasks on this thread's stack.
+    static TASK_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// What to queue again when this thread leaves its outermost task.
+    static DEFERRED: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
     /// The lowest stack address down to which this thread runs tasks inline (0: never).
     static STACK_FLOOR: Cell<usize> = const { Cell::new(0) };
     /// This thread's wait slot in its runtime (index + 1; 0: none).
@@ -93,6 +105,31 @@ pub(crate) fn my_slot() -> u16 {
 fn stack_address() -> usize {
     let marker = 0u8;
     std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// Runs a task's body: while it runs, jobs that would run other tasks on this thread
+/// hold back (see the module docs); leaving the outermost task queues them again.
+pub(crate) fn in_task<R>(body: impl FnOnce() -> R) -> R {
+    let depth = TASK_DEPTH.with(|d| d.replace(d.get() + 1));
+    let out = body();
+    TASK_DEPTH.with(|d| d.set(depth));
+    if depth == 0 {
+        let deferred = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        deferred.into_iter().for_each(|requeue| requeue());
+    }
+    out
+}
+
+/// Whether a task is on this thread's stack: then a job that would run other tasks
+/// does nothing now and leaves [`defer`] to queue it again.
+#[inline]
+pub(crate) fn in_a_task() -> bool {
+    TASK_DEPTH.with(Cell::get) != 0
+}
+
+/// Queues `requeue` to run when this thread leaves its outermost task.
+pub(crate) fn defer(requeue: impl FnOnce() + 'static) {
+    DEFERRED.with(|d| d.borrow_mut().push(Box::new(requeue)));
 }
 
 /// Whether this thread may run one more task on its stack.
@@ -402,11 +439,19 @@ fn run_while_needed(shared: &Arc<Shared>) {
             if waiting
                 .active
                 .compare_exchange(active, active - 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
+                .is_err()
             {
-                return;
+                continue;
             }
-            continue;
+            // A thread may have blocked after we read `blocked`, and counted on us. In the
+            // SeqCst order, either its increment of `blocked` comes before the reads
+            // below (we see it and take our place back), or its read of `active` comes
+            // after our decrement (it sees a spare missing and starts or wakes one).
+            if waiting.active.load(Ordering::SeqCst) < waiting.blocked.load(Ordering::SeqCst) {
+                waiting.active.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            return;
         }
         if let Some(task) = shared.queues.steal_task() {
             crate::observe::stretch(|| run_chain(task));

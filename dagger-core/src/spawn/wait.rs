@@ -71,6 +71,8 @@ const CHASE_STEPS: usize = 8;
 thread_local! {
     /// Dagger tasks on this thread's stack.
     static TASK_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Whether `DEFERRED` holds anything (checked after every outermost task).
+    static HAS_DEFERRED: Cell<bool> = const { Cell::new(false) };
     /// What to queue again when this thread leaves its outermost task.
     static DEFERRED: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> =
         const { std::cell::RefCell::new(Vec::new()) };
@@ -113,11 +115,16 @@ pub(crate) fn in_task<R>(body: impl FnOnce() -> R) -> R {
     let depth = TASK_DEPTH.with(|d| d.replace(d.get() + 1));
     let out = body();
     TASK_DEPTH.with(|d| d.set(depth));
-    if depth == 0 {
-        let deferred = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
-        deferred.into_iter().for_each(|requeue| requeue());
+    if depth == 0 && HAS_DEFERRED.with(|h| h.replace(false)) {
+        requeue_deferred();
     }
     out
+}
+
+#[cold]
+fn requeue_deferred() {
+    let deferred = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    deferred.into_iter().for_each(|requeue| requeue());
 }
 
 /// Whether a task is on this thread's stack: then a job that would run other tasks
@@ -130,6 +137,7 @@ pub(crate) fn in_a_task() -> bool {
 /// Queues `requeue` to run when this thread leaves its outermost task.
 pub(crate) fn defer(requeue: impl FnOnce() + 'static) {
     DEFERRED.with(|d| d.borrow_mut().push(Box::new(requeue)));
+    HAS_DEFERRED.with(|h| h.set(true));
 }
 
 /// Whether this thread may run one more task on its stack.

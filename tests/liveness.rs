@@ -315,14 +315,15 @@ fn check_random_graph(rt: &Runtime, rng: &mut Rng) {
 fn a_task_waiting_inside_rayon_does_not_run_a_task_that_waits_for_it() {
     use std::time::Duration;
     watchdog(30, || {
-        let rt: &'static Runtime = Box::leak(Box::new(runtime(2)));
+        let rt = Arc::new(runtime(2));
+        let inner = rt.clone();
         let a = rt.spawn(move || {
             dagger::dag! {
                 let x = { std::thread::sleep(Duration::from_millis(100)); 1_u64 };
                 let y = { std::thread::sleep(Duration::from_millis(300)); 2_u64 };
                 x + y
             }
-            .run_on(rt)
+            .run_on(&inner)
             .unwrap()
         });
         std::thread::sleep(Duration::from_millis(20));

@@ -170,25 +170,25 @@ fn node_cell(analysis: &Analysis, index: usize, node: &Node) -> TokenStream {
     let overwrite = node.reach.iter().any(|r| r.1 == Reach::Overwrite);
     let body = statement_body(&node.statement.stmt, &node.statement.kind, overwrite);
     // What the statement hands back: the bindings it defines or overwrites.
-    let outputs: Vec<&Ident> = node
+    let output_bindings: Vec<usize> = node
         .defines
         .iter()
+        .copied()
         .chain(
             node.reach
                 .iter()
                 .filter(|r| r.1 == Reach::Overwrite)
-                .map(|r| &r.0),
+                .map(|r| r.0),
         )
+        .collect();
+    let outputs: Vec<&Ident> = output_bindings
+        .iter()
         .map(|&binding| &analysis.bindings[binding].ident)
         .collect();
     let output_types = outputs.iter().map(|_| quote!(_));
-    let stores = outputs.iter().map(|&ident| {
-        let binding = analysis
-            .bindings
-            .iter()
-            .position(|b| std::ptr::eq(&b.ident, ident))
-            .expect("an output is a binding");
+    let stores = output_bindings.iter().map(|&binding| {
         let slot = slot_ident(binding);
+        let ident = &analysis.bindings[binding].ident;
         quote! { unsafe { #slot.put(#ident) }; }
     });
     let done = Ident::new("__dagger_done", Span::mixed_site());

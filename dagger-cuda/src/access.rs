@@ -3,6 +3,15 @@
 //! whatever stream each operation ran on. This is what replaces cudarc's own per-buffer
 //! event tracking (switched off), and what turns an edge of the task graph between two GPU
 //! tasks into a stream wait instead of a CPU wait.
+//!
+//! The rules are generic over [`Streams`] (record a point, make a stream wait for one), so
+//! the CPU tests drive them with a recording fake instead of a GPU. Logs are locked one at
+//! a time, never two at once: an operation may name one buffer twice, and two threads may
+//! name the same buffers in opposite orders.
+
+use std::sync::{Mutex, MutexGuard};
+
+use dagger_core::Error;
 
 /// A point in one stream's work (a recorded event).
 pub trait StreamPoint: Clone {
@@ -76,30 +85,133 @@ impl<E: StreamPoint> AccessLog<E> {
         self.last_write.as_ref().map(StreamPoint::stream)
     }
 
-    /// Every operation still recorded (to wait for before the buffer is freed).
+    /// The operations whose completion means every use is complete (to wait for before
+    /// the buffer is freed): the reads since the last write (each was ordered after it),
+    /// or else the last write.
     pub fn pending(&self) -> impl Iterator<Item = &E> {
-        self.last_write.iter().chain(&self.reads)
+        let write = if self.reads.is_empty() {
+            self.last_write.as_ref()
+        } else {
+            None
+        };
+        write.into_iter().chain(&self.reads)
     }
+}
+
+/// Which way an operation uses a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// Reads it (any number of reads may run at once).
+    Read,
+    /// Writes it.
+    Write,
+}
+
+/// The driver calls the ordering rules need: the real device, or a fake in tests.
+pub trait Streams {
+    /// A recorded point of a stream's work.
+    type Point: StreamPoint;
+    /// Records a point at the current end of `on`'s work.
+    fn record(&self, on: StreamId) -> Result<Self::Point, Error>;
+    /// Makes `on` wait (on the GPU) until `point` is reached.
+    fn wait(&self, on: StreamId, point: &Self::Point) -> Result<(), Error>;
+}
+
+/// The buffers an operation uses, each with its access log and the way it uses it.
+pub type Uses<'a, E> = [(&'a Mutex<AccessLog<E>>, Use)];
+
+fn lock<E>(log: &Mutex<AccessLog<E>>) -> MutexGuard<'_, AccessLog<E>> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The stream a new operation should go to so that it waits for as little as possible on
 /// other streams: the stream that last wrote a buffer the operation writes (a chain of
 /// updates stays on one stream), else one that last wrote a buffer it reads. `None` when
 /// its buffers have no history (then any stream will do: independent work spreads out).
-pub fn preferred_stream<'a, E: StreamPoint + 'a>(
-    uses: impl IntoIterator<Item = (&'a AccessLog<E>, bool)>,
-) -> Option<StreamId> {
+/// The logs are locked one at a time.
+pub fn place<E: StreamPoint>(uses: &Uses<'_, E>) -> Option<StreamId> {
     let mut read_choice = None;
-    for (log, writes) in uses {
-        match (log.last_writer(), writes) {
-            (Some(stream), true) => return Some(stream),
-            (Some(stream), false) => {
+    for (log, how) in uses {
+        let writer = lock(log).last_writer();
+        match (writer, how) {
+            (Some(stream), Use::Write) => return Some(stream),
+            (Some(stream), Use::Read) => {
                 read_choice.get_or_insert(stream);
             }
             (None, _) => {}
         }
     }
     read_choice
+}
+
+/// Makes `on` wait for the earlier operations that `uses` depends on.
+pub fn order_after<S: Streams>(
+    streams: &S,
+    on: StreamId,
+    uses: &Uses<'_, S::Point>,
+) -> Result<(), Error> {
+    for (log, how) in uses {
+        // The guard is dropped before the driver call and before the next log is locked.
+        let waits = match how {
+            Use::Read => lock(log).before_read(on),
+            Use::Write => lock(log).before_write(on),
+        };
+        for point in &waits {
+            streams.wait(on, point)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records a point after the operation just queued on `on`, and enters it in each log.
+pub fn mark_done<S: Streams>(
+    streams: &S,
+    on: StreamId,
+    uses: &Uses<'_, S::Point>,
+) -> Result<S::Point, Error> {
+    let point = streams.record(on)?;
+    for (log, how) in uses {
+        let mut log = lock(log);
+        match how {
+            Use::Read => log.read(point.clone()),
+            Use::Write => log.write(point.clone()),
+        }
+    }
+    Ok(point)
+}
+
+/// Where and after what a buffer's memory is freed.
+#[derive(Debug, PartialEq)]
+pub struct Release<E> {
+    /// The stream the free is queued on.
+    pub stream: StreamId,
+    /// What that stream waits for first.
+    pub waits: Vec<E>,
+}
+
+/// The free-on-which-stream rule. The free must follow every pending use, but must not
+/// make a busy stream wait: when every pending use is on one stream, the free goes there
+/// (stream order covers it; nothing waits); otherwise it goes to `release`, a stream that
+/// does nothing else, which waits for each use. A copy stream never waits for a kernel.
+pub fn release<E: StreamPoint>(log: &AccessLog<E>, release: StreamId) -> Release<E> {
+    let mut pending = log.pending();
+    let Some(first) = pending.next() else {
+        return Release {
+            stream: release,
+            waits: Vec::new(),
+        };
+    };
+    let stream = first.stream();
+    if log.pending().all(|point| point.stream() == stream) {
+        return Release {
+            stream,
+            waits: Vec::new(),
+        };
+    }
+    Release {
+        stream: release,
+        waits: log.pending().cloned().collect(),
+    }
 }
 
 #[cfg(test)]
@@ -165,33 +277,187 @@ mod tests {
 
     #[test]
     fn a_new_operation_prefers_the_stream_that_wrote_what_it_writes() {
-        let (mut x, mut y, z) = (
-            AccessLog::default(),
-            AccessLog::default(),
-            AccessLog::<Point>::default(),
+        let (x, y, z) = (
+            Mutex::new(AccessLog::default()),
+            Mutex::new(AccessLog::default()),
+            Mutex::new(AccessLog::<Point>::default()),
         );
         assert_eq!(
-            preferred_stream([(&x, true), (&z, false)]),
+            place(&[(&x, Use::Write), (&z, Use::Read)]),
             None,
             "no history: free choice"
         );
-        x.write(Point(2, "x"));
-        y.write(Point(1, "y"));
+        x.lock().unwrap().write(Point(2, "x"));
+        y.lock().unwrap().write(Point(1, "y"));
         assert_eq!(
-            preferred_stream([(&x, false), (&y, true)]),
+            place(&[(&x, Use::Read), (&y, Use::Write)]),
             Some(s(1)),
             "the written buffer wins"
         );
         assert_eq!(
-            preferred_stream([(&x, false), (&z, true)]),
+            place(&[(&x, Use::Read), (&z, Use::Write)]),
             Some(s(2)),
             "else a read one"
         );
-        y.read(Point(3, "r"));
+        y.lock().unwrap().read(Point(3, "r"));
         assert_eq!(
-            preferred_stream([(&y, true)]),
+            place(&[(&y, Use::Write)]),
             Some(s(1)),
             "reads do not move the writer"
+        );
+    }
+
+    /// A recording stand-in for the driver: points are numbered, and every wait and record
+    /// is logged.
+    #[derive(Default)]
+    struct FakeStreams {
+        calls: Mutex<Vec<String>>,
+        next: std::sync::atomic::AtomicUsize,
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Numbered(usize, usize);
+    impl StreamPoint for Numbered {
+        fn stream(&self) -> StreamId {
+            s(self.0)
+        }
+    }
+
+    impl Streams for FakeStreams {
+        type Point = Numbered;
+        fn record(&self, on: StreamId) -> Result<Numbered, Error> {
+            let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("record e{n} on s{}", on.index));
+            Ok(Numbered(on.index, n))
+        }
+        fn wait(&self, on: StreamId, point: &Numbered) -> Result<(), Error> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("s{} waits for e{}", on.index, point.1));
+            Ok(())
+        }
+    }
+
+    impl FakeStreams {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.calls.lock().unwrap())
+        }
+    }
+
+    /// One operation as the device code does it: place, order, queue, record.
+    fn operate(streams: &FakeStreams, fallback: usize, uses: &Uses<'_, Numbered>) -> Numbered {
+        let on = place(uses).unwrap_or(s(fallback));
+        order_after(streams, on, uses).unwrap();
+        mark_done(streams, on, uses).unwrap()
+    }
+
+    #[test]
+    fn one_buffer_named_twice_is_ordered_without_deadlock() {
+        let streams = FakeStreams::default();
+        let a = Mutex::new(AccessLog::default());
+        operate(&streams, 1, &[(&a, Use::Write)]);
+        streams.take();
+        // `matmul(a, a)` and `.read(&x).read(&x)`: one log twice (it deadlocked before).
+        crate::testing::with_timeout(10, move || {
+            operate(&streams, 2, &[(&a, Use::Read), (&a, Use::Read)]);
+            assert_eq!(
+                streams.take(),
+                vec!["record e1 on s1"],
+                "placed on the writer's stream, so nothing to wait for"
+            );
+            assert_eq!(
+                a.lock().unwrap().pending().count(),
+                1,
+                "both reads are one point"
+            );
+        });
+    }
+
+    #[test]
+    fn opposite_buffer_orders_on_two_threads_do_not_deadlock() {
+        crate::testing::with_timeout(30, || {
+            let streams = FakeStreams::default();
+            let (a, b) = (
+                Mutex::new(AccessLog::default()),
+                Mutex::new(AccessLog::default()),
+            );
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    for _ in 0..20_000 {
+                        operate(&streams, 0, &[(&a, Use::Read), (&b, Use::Read)]);
+                    }
+                });
+                scope.spawn(|| {
+                    for _ in 0..20_000 {
+                        operate(&streams, 1, &[(&b, Use::Read), (&a, Use::Read)]);
+                    }
+                });
+            });
+            assert!(a.lock().unwrap().pending().count() <= 2);
+        });
+    }
+
+    #[test]
+    fn a_write_after_reads_on_two_streams_waits_for_both() {
+        let streams = FakeStreams::default();
+        let x = Mutex::new(AccessLog::default());
+        operate(&streams, 0, &[(&x, Use::Write)]); // e0 on s0
+        order_after(&streams, s(1), &[(&x, Use::Read)]).unwrap();
+        mark_done(&streams, s(1), &[(&x, Use::Read)]).unwrap(); // e1 on s1
+        order_after(&streams, s(2), &[(&x, Use::Read)]).unwrap();
+        mark_done(&streams, s(2), &[(&x, Use::Read)]).unwrap(); // e2 on s2
+        streams.take();
+        order_after(&streams, s(1), &[(&x, Use::Write)]).unwrap();
+        assert_eq!(
+            streams.take(),
+            vec!["s1 waits for e0", "s1 waits for e2"],
+            "its own stream's read is ordered already"
+        );
+    }
+
+    #[test]
+    fn a_buffer_used_on_one_stream_is_freed_there_without_waiting() {
+        let mut log = AccessLog::default();
+        let release_stream = s(9);
+        assert_eq!(
+            release(&log, release_stream),
+            Release {
+                stream: release_stream,
+                waits: vec![]
+            },
+            "never used: nothing to wait for"
+        );
+        log.write(Point(4, "upload"));
+        assert_eq!(
+            release(&log, release_stream),
+            Release {
+                stream: s(4),
+                waits: vec![]
+            },
+            "uploaded and dropped: freed on the upload stream, in its order"
+        );
+        log.read(Point(4, "again"));
+        assert_eq!(release(&log, release_stream).stream, s(4));
+    }
+
+    #[test]
+    fn a_buffer_used_on_several_streams_is_freed_on_the_release_stream() {
+        // Uploaded on s4, read by a kernel on s0 and by a download on s5: freeing it on
+        // the upload stream would make later uploads wait for the kernel and the download.
+        let mut log = AccessLog::default();
+        log.write(Point(4, "upload"));
+        log.read(Point(0, "kernel"));
+        log.read(Point(5, "download"));
+        let plan = release(&log, s(9));
+        assert_eq!(plan.stream, s(9), "no working stream waits");
+        assert_eq!(
+            plan.waits,
+            vec![Point(0, "kernel"), Point(5, "download")],
+            "after every pending use (the write is covered by the reads that waited for it)"
         );
     }
 }

@@ -1,32 +1,43 @@
 //! Memory: device buffers (with their access logs), pinned host buffers, and the copies
-//! between them, each queued on the device's copy streams as its own operation.
+//! between them, each queued on the device's copy streams as its own operation. Device
+//! memory comes from the stream-ordered allocator (`cuMemAllocAsync`) and is freed by the
+//! rule of `access::release`; pinned memory comes from the device's caching pool.
 
+use std::marker::PhantomData;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, PinnedHostSlice, ValidAsZeroBits};
+use cudarc::driver::result as cuda;
+use cudarc::driver::sys::{self, CUdeviceptr};
+use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 use dagger_core::Error;
 
-use crate::access::AccessLog;
+use crate::access::{self, AccessLog, StreamId, Streams, Use};
 use crate::device::Gpu;
 use crate::error::{bad_input, driver};
-use crate::event::Recorded;
-use crate::stream::Use;
+use crate::event::{Completion, Recorded};
+use crate::pinned::Block;
+use crate::stream::Stream;
 
 /// Element types that can live on a device: plain numbers and `#[repr(C)]` structs of them.
 pub trait Element: DeviceRepr + ValidAsZeroBits + Copy + Send + Sync + 'static {}
 impl<T: DeviceRepr + ValidAsZeroBits + Copy + Send + Sync + 'static> Element for T {}
 
+/// The host, as a "stream" in host buffers' logs: the CPU waits for every copy.
+const HOST: StreamId = StreamId {
+    device: usize::MAX,
+    index: usize::MAX,
+};
+
 /// An array in device memory. Every operation on it (kernels, cuBLAS, copies, on any
 /// stream) is ordered after the ones it depends on through the buffer's access log, on
 /// the GPU: read after write, write after read and write after write.
 pub struct DeviceBuffer<T> {
-    slice: Option<CudaSlice<T>>,
+    /// The device address; 0 for an empty buffer (nothing is allocated).
+    ptr: CUdeviceptr,
     len: usize,
     log: Mutex<AccessLog<Recorded>>,
     gpu: Gpu,
-    /// The pinned copy of the data an upload came from, kept until the buffer goes.
-    staging: Option<PinnedHostSlice<T>>,
+    _elements: PhantomData<T>,
 }
 
 impl<T> std::fmt::Debug for DeviceBuffer<T> {
@@ -58,93 +69,143 @@ impl<T> DeviceBuffer<T> {
         &self.log
     }
 
-    pub(crate) fn slice(&self) -> &CudaSlice<T> {
-        self.slice.as_ref().expect("present until dropped")
-    }
-
-    pub(crate) fn parts_mut(&mut self) -> (&mut CudaSlice<T>, &Mutex<AccessLog<Recorded>>) {
-        (
-            self.slice.as_mut().expect("present until dropped"),
-            &self.log,
-        )
-    }
-
-    /// The device address (for kernel parameters).
+    /// The device address (for kernel parameters; 0 when empty).
     pub(crate) fn device_ptr(&self) -> u64 {
-        let slice = self.slice();
-        // Event tracking is off, so this records nothing.
-        let (ptr, _record) = slice.device_ptr(slice.stream());
-        ptr
+        self.ptr
     }
 }
 
 impl<T> Drop for DeviceBuffer<T> {
     fn drop(&mut self) {
-        let Some(slice) = self.slice.take() else {
+        if self.ptr == 0 {
             return;
-        };
-        // The free below is a driver call on this thread: it needs the device's context.
-        let _ = self.gpu.inner.ctx.bind_to_thread();
-        // The memory is freed in its allocation stream's order: make that stream wait for
-        // every operation still using it, wherever it runs.
-        let log = self.log.get_mut().unwrap_or_else(|e| e.into_inner());
-        for point in log.pending() {
-            let _ = slice.stream().wait(point.event());
         }
-        drop(slice);
+        let log = self.log.get_mut().unwrap_or_else(|e| e.into_inner());
+        let plan = access::release(log, self.gpu.release_stream());
+        let ordered = self.gpu.bind().is_ok()
+            && plan
+                .waits
+                .iter()
+                .all(|point| self.gpu.wait(plan.stream, point).is_ok());
+        if !ordered && self.gpu.synchronize().is_err() {
+            // Neither ordered nor known to be idle: keep the memory rather than let a
+            // later allocation share it with work still running. The context is broken.
+            return;
+        }
+        let stream = self.gpu.cuda_stream(plan.stream.index).cu_stream();
+        // SAFETY: `ptr` came from `cuMemAllocAsync` on this device and is freed once (it
+        // is private to this buffer). The free is queued after every use: on the one
+        // stream that ran them all, or on the release stream after waiting for each (or
+        // after a device synchronization). No reference to the memory outlives `self`.
+        // A failed free leaks; it is not reported on an unrelated later call.
+        let _ = unsafe { cuda::free_async(self.ptr, stream) };
     }
 }
 
 /// Page-locked host memory that copies to and from the device run from at full speed.
+/// Its accessors wait for the copies that use it.
 pub struct HostBuffer<T> {
-    pinned: PinnedHostSlice<T>,
+    block: Option<Block>,
+    len: usize,
+    /// Copies from it (reads) and into it (writes), like a device buffer's log.
+    copies: Mutex<AccessLog<Recorded>>,
+    gpu: Gpu,
+    _elements: PhantomData<T>,
 }
 
 impl<T> std::fmt::Debug for HostBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostBuffer")
-            .field("len", &self.pinned.len())
+            .field("len", &self.len)
             .finish()
+    }
+}
+
+/// Waits on the host for each point.
+fn wait_all(points: &[Recorded]) -> Result<(), Error> {
+    points.iter().try_for_each(Recorded::wait)
+}
+
+/// The elements of a pinned block.
+///
+/// # Safety
+/// `block` holds at least `len` initialised `T`s, and no copy writes them meanwhile.
+unsafe fn elements<T>(block: Option<&Block>, len: usize) -> &[T] {
+    match block {
+        // SAFETY: pinned blocks are page-aligned; the rest is the caller's promise.
+        Some(block) => unsafe { std::slice::from_raw_parts(block.ptr().as_ptr().cast(), len) },
+        None => &[],
+    }
+}
+
+/// The elements of a pinned block, writable.
+///
+/// # Safety
+/// As [`elements`], and no copy reads them meanwhile either.
+unsafe fn elements_mut<T>(block: Option<&mut Block>, len: usize) -> &mut [T] {
+    match block {
+        // SAFETY: as above; `&mut Block` makes the view exclusive.
+        Some(block) => unsafe { std::slice::from_raw_parts_mut(block.ptr().as_ptr().cast(), len) },
+        None => &mut [],
     }
 }
 
 impl<T: Element> HostBuffer<T> {
     /// Its number of elements.
     pub fn len(&self) -> usize {
-        self.pinned.len()
+        self.len
     }
 
     /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
-        self.pinned.is_empty()
+        self.len == 0
     }
 
     /// The contents, once copies into it are done (blocks until then).
     pub fn as_slice(&self) -> Result<&[T], Error> {
-        self.pinned
-            .as_slice()
-            .map_err(|e| driver(e, "reading a pinned buffer"))
+        let writes = self.lock().before_read(HOST);
+        wait_all(&writes)?;
+        // SAFETY: zeroed or written at creation; the copy into it that the log knows of
+        // is done, and a new one needs `&mut self`.
+        Ok(unsafe { elements(self.block.as_ref(), self.len) })
     }
 
-    /// The contents, writable, once copies from and into it are done.
+    /// The contents, writable, once copies from and into it are done (blocks until then).
     pub fn as_mut_slice(&mut self) -> Result<&mut [T], Error> {
-        self.pinned
-            .as_mut_slice()
-            .map_err(|e| driver(e, "writing a pinned buffer"))
+        let uses = self.lock().before_write(HOST);
+        wait_all(&uses)?;
+        // SAFETY: every copy from or into it is done, and a new one needs a borrow of
+        // `self`, which the returned slice holds.
+        Ok(unsafe { elements_mut(self.block.as_mut(), self.len) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AccessLog<Recorded>> {
+        self.copies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T> Drop for HostBuffer<T> {
+    fn drop(&mut self) {
+        if let Some(block) = self.block.take() {
+            let log = self.copies.get_mut().unwrap_or_else(|e| e.into_inner());
+            let pending = log.pending().cloned().collect();
+            self.gpu.inner.pinned.give_back(block, pending);
+        }
     }
 }
 
 /// Device data copied back into pinned host memory: ready when the copy is done.
 pub struct HostCopy<T> {
-    pinned: Option<PinnedHostSlice<T>>,
+    block: Option<Block>,
+    len: usize,
     done: Recorded,
+    gpu: Gpu,
+    _elements: PhantomData<T>,
 }
 
 impl<T> std::fmt::Debug for HostCopy<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostCopy")
-            .field("len", &self.pinned.as_ref().map_or(0, |p| p.len()))
-            .finish()
+        f.debug_struct("HostCopy").field("len", &self.len).finish()
     }
 }
 
@@ -157,22 +218,14 @@ impl<T: Element> HostCopy<T> {
     /// The data, once the copy has landed. On a worker thread, other tasks run while the
     /// copy is in flight; elsewhere the thread polls.
     pub fn wait(&self) -> Result<&[T], Error> {
-        let mut pause = Duration::from_micros(2);
-        while !self.done.is_done()? {
-            if rayon::current_thread_index().is_some()
-                && rayon::yield_now() == Some(rayon::Yield::Executed)
-            {
-                continue;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_micros(100));
-        }
-        match &self.pinned {
-            None => Ok(&[]),
-            Some(pinned) => pinned
-                .as_slice()
-                .map_err(|e| driver(e, "reading a downloaded buffer")),
-        }
+        self.done.wait()?;
+        // SAFETY: the copy that fills the block is done, and nothing else writes it.
+        Ok(unsafe { elements(self.block.as_ref(), self.len) })
+    }
+
+    /// The point the copy ends at.
+    pub(crate) fn done_point(&self) -> Recorded {
+        self.done.clone()
     }
 
     /// The data as a `Vec`, once the copy has landed.
@@ -181,95 +234,156 @@ impl<T: Element> HostCopy<T> {
     }
 }
 
-impl crate::Stream {
-    /// A device buffer of `len` zeros, allocated and zeroed in this stream's order (so
-    /// that a kernel on this stream can fill it without waiting for another stream). On a
-    /// lent stream that no operation has placed yet, the zeroing goes to the upload stream
-    /// instead, so that the buffers the task reads still choose its stream.
-    pub fn zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, Error> {
-        if !self.is_placed() {
-            return self.gpu().upload_stream().zeros(len);
+impl<T> Drop for HostCopy<T> {
+    fn drop(&mut self) {
+        if let Some(block) = self.block.take() {
+            // Reused only once the copy into it is done, even if nobody waited for it.
+            self.gpu
+                .inner
+                .pinned
+                .give_back(block, vec![self.done.clone()]);
         }
+    }
+}
+
+impl Stream {
+    /// A device buffer of `len` zeros, allocated and zeroed in this stream's order (so
+    /// that a kernel on this stream can fill it without waiting for another stream). A
+    /// lent stream that no operation has placed yet is placed now (see
+    /// [`Stream::place_near`]).
+    pub fn zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, Error> {
         let gpu = self.gpu();
-        let mut buffer = gpu.alloc::<T>(len, self)?;
-        let (slice, log) = buffer.parts_mut();
-        self.cuda()
-            .memset_zeros(slice)
+        let buffer = gpu.alloc::<T>(len, self)?;
+        if buffer.ptr != 0 {
+            // SAFETY: `ptr` holds `len` elements, allocated on this stream just before.
+            unsafe {
+                cuda::memset_d8_async(
+                    buffer.ptr,
+                    0,
+                    len * std::mem::size_of::<T>(),
+                    self.cuda().cu_stream(),
+                )
+            }
             .map_err(|e| driver(e, gpu.what("zeroing a buffer")))?;
-        self.mark_done(&[(log, Use::Write)])?;
+            self.mark_done(&[(buffer.log(), Use::Write)])?;
+        }
         Ok(buffer)
     }
 }
 
 impl Gpu {
-    /// A device buffer of `len` zeros (zeroed on the upload stream).
+    /// A device buffer of `len` zeros (zeroed on the next compute stream in turn).
     pub fn zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, Error> {
-        self.upload_stream().zeros(len)
+        self.stream().zeros(len)
     }
 
-    /// Device memory for `len` elements on `stream`'s order, not initialised.
+    /// Device memory for `len` elements on `stream`'s order, not initialised: the caller
+    /// queues its first write on `stream` before anything else uses it, so that every
+    /// later use, ordered after that write, is ordered after the allocation.
     pub(crate) fn alloc<T: Element>(
         &self,
         len: usize,
-        stream: &crate::Stream,
+        stream: &Stream,
     ) -> Result<DeviceBuffer<T>, Error> {
         let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| {
             bad_input(format!("a buffer of {len} elements does not fit in memory"))
         })?;
-        // SAFETY: the memory is written (zeroed or copied into) before any read that the
-        // access log orders after that write.
-        let slice = unsafe { stream.cuda().alloc::<T>(len.max(1)) }
-            .map_err(|e| driver(e, self.what(format!("allocating {bytes} bytes"))))?;
+        let ptr = if bytes == 0 {
+            0
+        } else {
+            self.bind()?;
+            // SAFETY: the context is bound and the stream is this device's; the memory
+            // is written (zeroed or copied into) before any read the access log orders
+            // after that write.
+            unsafe { cuda::malloc_async(stream.cuda().cu_stream(), bytes) }
+                .map_err(|e| driver(e, self.what(format!("allocating {bytes} bytes"))))?
+        };
         Ok(DeviceBuffer {
-            slice: Some(slice),
+            ptr,
             len,
             log: Mutex::new(AccessLog::default()),
             gpu: self.clone(),
-            staging: None,
+            _elements: PhantomData,
         })
+    }
+
+    /// A pinned block for `len` elements (none when empty).
+    fn pinned_block<T>(&self, len: usize) -> Result<Option<Block>, Error> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| {
+            bad_input(format!("a buffer of {len} elements does not fit in memory"))
+        })?;
+        if bytes == 0 {
+            return Ok(None);
+        }
+        self.inner.pinned.take(bytes).map(Some)
+    }
+
+    /// Hands a block back after a copy was queued from or into it. If its completion
+    /// could not be recorded, the block is kept only once the stream is known idle, or
+    /// else leaked: reusing it under a running copy would corrupt both users.
+    fn give_back_after(&self, block: Block, stream: &Stream, done: &Result<Recorded, Error>) {
+        match done {
+            Ok(point) => self.inner.pinned.give_back(block, vec![point.clone()]),
+            Err(_) if stream.synchronize().is_ok() => self.inner.pinned.give_back(block, vec![]),
+            Err(_) => std::mem::forget(block),
+        }
     }
 
     /// Pinned host memory for `len` elements, zeroed.
     pub fn host_buffer<T: Element>(&self, len: usize) -> Result<HostBuffer<T>, Error> {
-        let mut pinned = self.pinned::<T>(len)?;
-        pinned
-            .as_mut_slice()
-            .map_err(|e| driver(e, "zeroing a pinned buffer"))?
-            .iter_mut()
-            // SAFETY: `T: ValidAsZeroBits`.
-            .for_each(|x| *x = unsafe { std::mem::zeroed() });
-        Ok(HostBuffer { pinned })
+        let block = self.pinned_block::<T>(len)?;
+        if let Some(block) = &block {
+            // SAFETY: the block is ours alone and holds at least `len` elements; all-zero
+            // bytes are a valid `T` (`ValidAsZeroBits`).
+            unsafe {
+                std::ptr::write_bytes(block.ptr().as_ptr(), 0, len * std::mem::size_of::<T>())
+            };
+        }
+        Ok(HostBuffer {
+            block,
+            len,
+            copies: Mutex::new(AccessLog::default()),
+            gpu: self.clone(),
+            _elements: PhantomData,
+        })
     }
 
-    fn pinned<T: Element>(&self, len: usize) -> Result<PinnedHostSlice<T>, Error> {
-        // Flags 0: cached, fast for the host to read (write-combined memory is not).
-        // SAFETY: callers write every element before reading any.
-        unsafe { self.inner.ctx.alloc_pinned_with_flags::<T>(len.max(1), 0) }
-            .map_err(|e| driver(e, self.what(format!("allocating {len} pinned elements"))))
-    }
-
-    /// Copies `data` to a new device buffer, on the upload stream: staged through pinned
-    /// memory so that the copy is asynchronous and overlaps kernels.
+    /// Copies `data` to a new device buffer, on the upload stream: staged through a
+    /// cached pinned block so that the copy is asynchronous and overlaps kernels.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<DeviceBuffer<T>, Error> {
         let stream = self.upload_stream();
-        stream.note(std::mem::size_of_val(data));
-        let mut staging = self.pinned::<T>(data.len())?;
-        staging
-            .as_mut_slice()
-            .map_err(|e| driver(e, "filling a staging buffer"))?[..data.len()]
-            .copy_from_slice(data);
-        let mut buffer = self.alloc::<T>(data.len(), &stream)?;
-        let (slice, log) = buffer.parts_mut();
-        stream
-            .cuda()
-            .memcpy_htod(&staging, slice)
-            .map_err(|e| driver(e, self.what("copying to the device")))?;
-        stream.mark_done(&[(log, Use::Write)])?;
-        buffer.staging = Some(staging);
-        Ok(buffer)
+        let bytes = std::mem::size_of_val(data);
+        stream.note(bytes);
+        let buffer = self.alloc::<T>(data.len(), &stream)?;
+        let Some(block) = self.pinned_block::<T>(data.len())? else {
+            return Ok(buffer);
+        };
+        // SAFETY: the block is ours alone and holds at least `bytes`; `data` is other memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr().cast::<u8>(), block.ptr().as_ptr(), bytes)
+        };
+        // SAFETY: `buffer` holds `bytes`, allocated on this stream; the block stays pinned
+        // and untouched until the copy's event is done (`give_back_after`).
+        let copied = unsafe {
+            sys::cuMemcpyHtoDAsync_v2(
+                buffer.ptr,
+                block.ptr().as_ptr().cast(),
+                bytes,
+                stream.cuda().cu_stream(),
+            )
+        }
+        .result();
+        if let Err(error) = copied {
+            self.inner.pinned.give_back(block, vec![]);
+            return Err(driver(error, self.what("copying to the device")));
+        }
+        let done = stream.mark_done(&[(buffer.log(), Use::Write)]);
+        self.give_back_after(block, &stream, &done);
+        done.map(|_| buffer)
     }
 
-    /// Copies `src` into `dst`, on the upload stream, after `dst`'s earlier uses.
+    /// Copies `src` into `dst`, on the upload stream, after `src`'s earlier copies into it
+    /// and `dst`'s earlier uses.
     pub fn upload_into<T: Element>(
         &self,
         src: &HostBuffer<T>,
@@ -283,37 +397,79 @@ impl Gpu {
             )));
         }
         let stream = self.upload_stream();
-        stream.note(src.len() * std::mem::size_of::<T>());
+        stream.same_device(&src.gpu)?;
         stream.same_device(dst.gpu())?;
-        let (slice, log) = dst.parts_mut();
-        stream.order_after(&[(log, Use::Write)])?;
-        stream
-            .cuda()
-            .memcpy_htod(&src.pinned, slice)
-            .map_err(|e| driver(e, self.what("copying to the device")))?;
-        stream.mark_done(&[(log, Use::Write)])
+        let Some(block) = &src.block else {
+            return Ok(());
+        };
+        let bytes = src.len() * std::mem::size_of::<T>();
+        stream.note(bytes);
+        let uses = [(&src.copies, Use::Read), (dst.log(), Use::Write)];
+        stream.order_after(&uses)?;
+        // SAFETY: both hold `bytes`; the copy is ordered after the other uses of both
+        // (their logs), and both logs record it, so later uses wait for it.
+        unsafe {
+            sys::cuMemcpyHtoDAsync_v2(
+                dst.ptr,
+                block.ptr().as_ptr().cast(),
+                bytes,
+                stream.cuda().cu_stream(),
+            )
+        }
+        .result()
+        .map_err(|e| driver(e, self.what("copying to the device")))?;
+        stream.mark_done(&uses).map(drop)
     }
 
     /// Copies `src` back to pinned host memory, on the download stream, after the
     /// operations that write it. The result is ready when [`HostCopy::wait`] returns.
     pub fn download<T: Element>(&self, src: &DeviceBuffer<T>) -> Result<HostCopy<T>, Error> {
         let stream = self.download_stream();
-        stream.note(src.len() * std::mem::size_of::<T>());
         stream.same_device(src.gpu())?;
-        let mut pinned = self.pinned::<T>(src.len())?;
-        stream.order_after(&[(src.log(), Use::Read)])?;
-        stream
-            .cuda()
-            .memcpy_dtoh(src.slice(), &mut pinned)
-            .map_err(|e| driver(e, self.what("copying to the host")))?;
-        let done = stream.mark_done_at(&[(src.log(), Use::Read)])?;
-        Ok(HostCopy {
-            done,
-            pinned: (!src.is_empty()).then_some(pinned),
-        })
+        let bytes = src.len() * std::mem::size_of::<T>();
+        stream.note(bytes);
+        let uses = [(src.log(), Use::Read)];
+        stream.order_after(&uses)?;
+        let block = self.pinned_block::<T>(src.len())?;
+        if let Some(staging) = &block {
+            // SAFETY: the block is ours alone and holds `bytes`; `src` holds `bytes` and
+            // the copy is ordered after its writes; the block is not read or reused
+            // before the copy's event is done (`HostCopy::wait`, `Drop`).
+            let copied = unsafe {
+                sys::cuMemcpyDtoHAsync_v2(
+                    staging.ptr().as_ptr().cast(),
+                    src.ptr,
+                    bytes,
+                    stream.cuda().cu_stream(),
+                )
+            }
+            .result();
+            if let Err(error) = copied {
+                let block = block.expect("a block was taken");
+                self.inner.pinned.give_back(block, vec![]);
+                return Err(driver(error, self.what("copying to the host")));
+            }
+        }
+        let done = stream.mark_done(&uses);
+        match done {
+            Ok(done) => Ok(HostCopy {
+                block,
+                len: src.len(),
+                done,
+                gpu: self.clone(),
+                _elements: PhantomData,
+            }),
+            Err(error) => {
+                if let Some(block) = block {
+                    self.give_back_after(block, &stream, &Err(error.clone()));
+                }
+                Err(error)
+            }
+        }
     }
 
-    /// Copies `src` into `dst`, on the download stream.
+    /// Copies `src` into `dst`, on the download stream, after `src`'s writes and `dst`'s
+    /// earlier copies; `dst`'s accessors wait for it.
     pub fn download_into<T: Element>(
         &self,
         src: &DeviceBuffer<T>,
@@ -327,13 +483,27 @@ impl Gpu {
             )));
         }
         let stream = self.download_stream();
-        stream.note(src.len() * std::mem::size_of::<T>());
         stream.same_device(src.gpu())?;
-        stream.order_after(&[(src.log(), Use::Read)])?;
-        stream
-            .cuda()
-            .memcpy_dtoh(src.slice(), &mut dst.pinned)
-            .map_err(|e| driver(e, self.what("copying to the host")))?;
-        stream.mark_done(&[(src.log(), Use::Read)])
+        stream.same_device(&dst.gpu)?;
+        let Some(block) = &dst.block else {
+            return Ok(());
+        };
+        let bytes = src.len() * std::mem::size_of::<T>();
+        stream.note(bytes);
+        let uses = [(src.log(), Use::Read), (&dst.copies, Use::Write)];
+        stream.order_after(&uses)?;
+        // SAFETY: both hold `bytes`; the copy is ordered after the other uses of both, and
+        // `dst`'s accessors wait for it through its log.
+        unsafe {
+            sys::cuMemcpyDtoHAsync_v2(
+                block.ptr().as_ptr().cast(),
+                src.ptr,
+                bytes,
+                stream.cuda().cu_stream(),
+            )
+        }
+        .result()
+        .map_err(|e| driver(e, self.what("copying to the host")))?;
+        stream.mark_done(&uses).map(drop)
     }
 }

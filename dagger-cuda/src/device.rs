@@ -2,6 +2,7 @@
 //! of compute streams, its copy streams, pooled events, compiled kernels, cuBLAS handles).
 
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -9,11 +10,13 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaStream};
 use dagger_core::Error;
 
-use crate::access::StreamId;
+use crate::access::{StreamId, Streams};
 use crate::error::{driver, no_driver, no_library};
 use crate::event::Recorded;
 use crate::kernel::{compile, Kernel};
+use crate::pinned::{HostMemory, PinnedPool};
 use crate::pool::{Pool, RoundRobin};
+use crate::progress::Progress;
 use crate::stream::Stream;
 
 /// The environment variable that picks the default device (an ordinal, `0` if unset).
@@ -82,11 +85,43 @@ impl Default for StreamCounts {
     }
 }
 
+/// Idle pinned host memory a device keeps for reuse before it unpins any.
+pub const PINNED_CACHE_BYTES: usize = 2 << 30;
+
 /// One opened CUDA device with its streams. Cheap to clone.
 #[derive(Clone)]
 pub struct Gpu {
     pub(crate) inner: Arc<GpuInner>,
 }
+
+/// Pinned host memory from the driver.
+pub(crate) struct PinnedMemory {
+    ctx: Arc<CudaContext>,
+}
+
+impl HostMemory for PinnedMemory {
+    fn alloc(&self, bytes: usize) -> Result<NonNull<u8>, Error> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| driver(e, "binding the context to pin host memory"))?;
+        // Flags 0: cached, fast for the host to read (write-combined memory is not).
+        // SAFETY: the context is bound; the memory is handed out uninitialised and every
+        // user writes it before reading (copies into it, or zeroes it).
+        let ptr = unsafe { cudarc::driver::result::malloc_host(bytes, 0) }
+            .map_err(|e| driver(e, format!("pinning {bytes} bytes of host memory")))?;
+        NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| Error::Device("pinning host memory returned null".into()))
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>, _bytes: usize) {
+        // A failure here means the context is already dead; nothing can use the memory.
+        let _ = self.ctx.bind_to_thread();
+        // SAFETY: passed on from the caller: from `malloc_host`, no copy uses it.
+        let _ = unsafe { cudarc::driver::result::free_host(ptr.as_ptr().cast()) };
+    }
+}
+
+type Compiled = Arc<OnceLock<Result<CudaFunction, Error>>>;
 
 pub(crate) struct GpuInner {
     pub(crate) id: usize,
@@ -94,13 +129,20 @@ pub(crate) struct GpuInner {
     pub(crate) label: &'static str,
     info: DeviceInfo,
     pub(crate) ctx: Arc<CudaContext>,
-    compute: Vec<Arc<CudaStream>>,
+    /// The compute streams (`0..compute`), then the upload, download and release streams
+    /// (all three are compute stream 0 when copies do not get streams of their own).
+    streams: Vec<Arc<CudaStream>>,
+    compute: usize,
+    upload: usize,
+    download: usize,
+    release: usize,
     next: RoundRobin,
-    upload: Arc<CudaStream>,
-    download: Arc<CudaStream>,
     pub(crate) events: Pool<CudaEvent>,
-    functions: Mutex<HashMap<(&'static str, usize), CudaFunction>>,
-    blas: Vec<Mutex<Option<CudaBlas>>>,
+    pub(crate) pinned: PinnedPool<PinnedMemory, Recorded>,
+    pub(crate) progress: Progress<Recorded>,
+    functions: Mutex<HashMap<(&'static str, usize), Compiled>>,
+    /// One cuBLAS handle per compute stream, made at open (or why there are none).
+    blas: Result<Vec<Mutex<CudaBlas>>, Error>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -108,9 +150,58 @@ impl std::fmt::Debug for Gpu {
         f.debug_struct("Gpu")
             .field("ordinal", &self.inner.info.ordinal)
             .field("name", &self.inner.info.name)
-            .field("compute_streams", &self.inner.compute.len())
+            .field("compute_streams", &self.inner.compute)
             .finish()
     }
+}
+
+/// "cuda:N", one string per ordinal for the process's lifetime.
+fn label(ordinal: usize) -> &'static str {
+    static LABELS: Mutex<Vec<(usize, &'static str)>> = Mutex::new(Vec::new());
+    let mut labels = LABELS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, label)) = labels.iter().find(|(o, _)| *o == ordinal) {
+        return label;
+    }
+    let label: &'static str = Box::leak(format!("cuda:{ordinal}").into_boxed_str());
+    labels.push((ordinal, label));
+    label
+}
+
+/// Keeps freed device memory in the device's pool instead of returning it to the driver
+/// at every synchronization (the default threshold, 0, makes a later allocation in the
+/// middle of a pipeline a slow driver call).
+fn keep_freed_memory(ctx: &CudaContext) -> Result<(), cudarc::driver::DriverError> {
+    use cudarc::driver::result::{device, mem_pool};
+    use cudarc::driver::sys::CUmemPool_attribute;
+    let mut threshold = u64::MAX;
+    // SAFETY: the device comes from the context; the attribute takes a `u64`, pointed to
+    // by `threshold`, which lives across the call.
+    unsafe {
+        let pool = device::get_default_mem_pool(ctx.cu_device())?;
+        mem_pool::set_attribute(
+            pool,
+            CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+    }
+}
+
+fn blas_handles(
+    compute: &[Arc<CudaStream>],
+    what: impl Fn(&str) -> String,
+) -> Result<Vec<Mutex<CudaBlas>>, Error> {
+    // SAFETY: only tries to open the library.
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        return Err(no_library("cuBLAS (libcublas)", "matrix multiply"));
+    }
+    compute
+        .iter()
+        .map(|stream| {
+            CudaBlas::new(stream.clone())
+                .map(Mutex::new)
+                .map_err(|e| Error::Device(what(&format!("creating a cuBLAS handle: {e:?}"))))
+        })
+        .collect()
 }
 
 impl Gpu {
@@ -126,7 +217,10 @@ impl Gpu {
         Ok(open.entry(ordinal).or_insert(gpu).clone())
     }
 
-    /// Device `ordinal` with its own, new streams (for example one stream only, to compare).
+    /// Device `ordinal` with its own, new streams (for example one stream only, to
+    /// compare). Everything a pipeline needs is made here, not at its first use: the
+    /// streams, a cuBLAS handle per compute stream, and a memory pool that keeps freed
+    /// memory; kernels are compiled by [`Gpu::prepare`].
     pub fn open_with(ordinal: usize, streams: StreamCounts) -> Result<Gpu, Error> {
         init()?;
         let count = CudaContext::device_count().map_err(|e| driver(e, "counting CUDA devices"))?;
@@ -137,8 +231,8 @@ impl Gpu {
         }
         let what = |doing: &str| format!("CUDA device {ordinal}: {doing}");
         let ctx = CudaContext::new(ordinal).map_err(|e| driver(e, what("creating a context")))?;
-        // SAFETY: every buffer dagger hands out orders its uses with its own access log
-        // (see `access`), and no cudarc buffer is used across streams outside it.
+        // SAFETY: dagger allocates device memory itself (no cudarc buffers), and orders
+        // every use with its own access logs (see `access`).
         unsafe { ctx.disable_event_tracking() };
         let info = DeviceInfo {
             ordinal,
@@ -152,34 +246,43 @@ impl Gpu {
                 .total_mem()
                 .map_err(|e| driver(e, what("reading its memory size")))?,
         };
+        keep_freed_memory(&ctx).map_err(|e| driver(e, what("configuring its memory pool")))?;
         let new_stream = || {
             ctx.new_stream()
                 .map_err(|e| driver(e, what("creating a stream")))
         };
-        let compute = (0..streams.compute.max(1))
+        let compute = streams.compute.max(1);
+        let mut all = (0..compute)
             .map(|_| new_stream())
             .collect::<Result<Vec<_>, _>>()?;
-        let (upload, download) = if streams.copy_streams {
-            (new_stream()?, new_stream()?)
+        let blas = blas_handles(&all, what);
+        let (upload, download, release) = if streams.copy_streams {
+            for _ in 0..3 {
+                all.push(new_stream()?);
+            }
+            (compute, compute + 1, compute + 2)
         } else {
-            (compute[0].clone(), compute[0].clone())
+            (0, 0, 0)
         };
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Ok(Gpu {
             inner: Arc::new(GpuInner {
                 // Memory ordering: a unique number; nothing is published through it.
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                // One short string per opened device, for the process's lifetime.
-                label: Box::leak(format!("cuda:{ordinal}").into_boxed_str()),
+                label: label(ordinal),
                 info,
-                blas: compute.iter().map(|_| Mutex::new(None)).collect(),
-                next: RoundRobin::new(compute.len()),
+                next: RoundRobin::new(compute),
+                streams: all,
                 compute,
                 upload,
                 download,
+                release,
+                pinned: PinnedPool::new(PinnedMemory { ctx: ctx.clone() }, PINNED_CACHE_BYTES),
                 ctx,
                 events: Pool::default(),
+                progress: Progress::default(),
                 functions: Mutex::new(HashMap::new()),
+                blas,
             }),
         })
     }
@@ -204,7 +307,7 @@ impl Gpu {
 
     /// How many compute streams it has.
     pub fn compute_streams(&self) -> usize {
-        self.inner.compute.len()
+        self.inner.compute
     }
 
     /// A compute stream for a task, chosen at its first operation: the one that last wrote
@@ -214,35 +317,28 @@ impl Gpu {
         Stream::lent(self.clone(), self.inner.next.next())
     }
 
-    pub(crate) fn compute_handle(&self, index: usize) -> Arc<CudaStream> {
-        self.inner.compute[index].clone()
-    }
-
     /// Compute stream `index` (modulo the number of streams), fixed.
     pub fn compute_stream(&self, index: usize) -> Stream {
-        let index = index % self.inner.compute.len();
-        Stream::new(self.clone(), index, self.inner.compute[index].clone())
+        Stream::new(self.clone(), index % self.inner.compute)
     }
 
     /// The stream host-to-device copies go on.
     pub(crate) fn upload_stream(&self) -> Stream {
-        // Numbered after the compute streams.
-        self.copy_stream(self.inner.compute.len(), &self.inner.upload)
+        Stream::new(self.clone(), self.inner.upload)
     }
 
     /// The stream device-to-host copies go on.
     pub(crate) fn download_stream(&self) -> Stream {
-        self.copy_stream(self.inner.compute.len() + 1, &self.inner.download)
+        Stream::new(self.clone(), self.inner.download)
     }
 
-    fn copy_stream(&self, index: usize, stream: &Arc<CudaStream>) -> Stream {
-        // Copies that share the first compute stream are in its order: same identity.
-        let index = if Arc::ptr_eq(stream, &self.inner.compute[0]) {
-            0
-        } else {
-            index
-        };
-        Stream::new(self.clone(), index, stream.clone())
+    /// The stream that frees buffers used on several streams (see `access::release`).
+    pub(crate) fn release_stream(&self) -> StreamId {
+        self.stream_id(self.inner.release)
+    }
+
+    pub(crate) fn cuda_stream(&self, index: usize) -> &Arc<CudaStream> {
+        &self.inner.streams[index]
     }
 
     pub(crate) fn stream_id(&self, index: usize) -> StreamId {
@@ -250,6 +346,11 @@ impl Gpu {
             device: self.inner.id,
             index,
         }
+    }
+
+    /// Whether `id` is one of this device's compute streams.
+    pub(crate) fn is_compute(&self, id: StreamId) -> bool {
+        id.device == self.inner.id && id.index < self.inner.compute
     }
 
     /// Waits until all work on the device is done.
@@ -273,6 +374,12 @@ impl Gpu {
         self.inner.events.made()
     }
 
+    /// How many pinned host blocks were ever made (the cache keeps this at the peak of
+    /// copies in flight).
+    pub fn pinned_blocks_made(&self) -> usize {
+        self.inner.pinned.made()
+    }
+
     pub(crate) fn what(&self, doing: impl std::fmt::Display) -> String {
         format!(
             "CUDA device {} ({}): {doing}",
@@ -280,9 +387,12 @@ impl Gpu {
         )
     }
 
-    /// Records a pooled event on `stream`.
-    pub(crate) fn record(&self, stream: &Stream) -> Result<Recorded, Error> {
-        Recorded::record(self, stream)
+    /// Binds the device's context to the calling thread (raw driver calls need it).
+    pub(crate) fn bind(&self) -> Result<(), Error> {
+        self.inner
+            .ctx
+            .bind_to_thread()
+            .map_err(|e| driver(e, self.what("binding the context")))
     }
 
     /// The cudarc context (for comparisons with raw cudarc code, or what dagger lacks).
@@ -290,47 +400,51 @@ impl Gpu {
         &self.inner.ctx
     }
 
-    /// The kernel compiled for this device (NVRTC to CUBIN once, then cached).
+    /// Compiles `kernels` for this device now, so that their first launch in a pipeline
+    /// does not wait for NVRTC.
+    pub fn prepare(&self, kernels: &[&Kernel]) -> Result<(), Error> {
+        kernels.iter().try_for_each(|k| self.function(k).map(drop))
+    }
+
+    /// The kernel compiled for this device (NVRTC to CUBIN once, then cached). Compiling
+    /// one kernel holds up only the launches of that kernel.
     pub fn function(&self, kernel: &Kernel) -> Result<CudaFunction, Error> {
         let key = (kernel.name(), kernel.source().as_ptr() as usize);
-        let mut functions = self
+        let cell = self
             .inner
             .functions
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(function) = functions.get(&key) {
-            return Ok(function.clone());
-        }
-        let function = compile(self, kernel)?;
-        functions.insert(key, function.clone());
-        Ok(function)
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| compile(self, kernel)).clone()
     }
 
-    /// Runs `f` with the cuBLAS handle of compute stream `index` (made on first use).
+    /// Runs `f` with the cuBLAS handle of compute stream `index`.
     pub(crate) fn with_blas<R>(
         &self,
         index: usize,
         f: impl FnOnce(&CudaBlas) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        static PRESENT: OnceLock<bool> = OnceLock::new();
-        // SAFETY: only tries to open the library.
-        if !*PRESENT.get_or_init(|| unsafe { cudarc::cublas::sys::is_culib_present() }) {
-            return Err(no_library("cuBLAS (libcublas)", "matrix multiply"));
-        }
-        self.inner
-            .ctx
-            .bind_to_thread()
-            .map_err(|e| driver(e, self.what("binding the context")))?;
-        let mut slot = self.inner.blas[index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            let blas = CudaBlas::new(self.inner.compute[index].clone()).map_err(|e| {
-                Error::Device(self.what(format!("creating a cuBLAS handle: {e:?}")))
-            })?;
-            *slot = Some(blas);
-        }
-        f(slot.as_ref().expect("made above"))
+        let handles = self.inner.blas.as_ref().map_err(Clone::clone)?;
+        self.bind()?;
+        let handle = handles[index].lock().unwrap_or_else(|e| e.into_inner());
+        f(&handle)
+    }
+}
+
+impl Streams for Gpu {
+    type Point = Recorded;
+
+    fn record(&self, on: StreamId) -> Result<Recorded, Error> {
+        Recorded::record(self, on.index)
+    }
+
+    fn wait(&self, on: StreamId, point: &Recorded) -> Result<(), Error> {
+        self.cuda_stream(on.index)
+            .wait(point.event())
+            .map_err(|e| driver(e, self.what("making a stream wait for an event")))
     }
 }
 

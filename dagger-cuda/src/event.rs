@@ -1,7 +1,8 @@
 //! Pooled events: a point in a stream's work that other streams can wait for and the
 //! host can poll. Events go back to their device's pool when the last user lets go.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaEvent;
@@ -10,42 +11,49 @@ use dagger_core::Error;
 use crate::access::{StreamId, StreamPoint};
 use crate::device::{Gpu, GpuInner};
 use crate::error::driver;
-use crate::stream::Stream;
+
+/// Something the host can poll for completion: a recorded event, or a fake in tests.
+pub trait Completion: Send + Sync {
+    /// Whether the work before it is done; `Err(Error::Device)` once the device has failed.
+    fn is_done(&self) -> Result<bool, Error>;
+}
 
 /// A recorded event; clones share it.
 #[derive(Clone)]
-pub(crate) struct Recorded(Arc<Point>);
+pub struct Recorded(Arc<Point>);
 
 struct Point {
     event: Option<CudaEvent>,
     stream: StreamId,
-    gpu: Arc<GpuInner>,
+    /// Weak: idle pinned blocks and watched completions hold points, and must not keep
+    /// their device open.
+    gpu: Weak<GpuInner>,
 }
 
 impl Drop for Point {
     fn drop(&mut self) {
-        if let Some(event) = self.event.take() {
+        if let (Some(event), Some(gpu)) = (self.event.take(), self.gpu.upgrade()) {
             // Re-recording a reused event does not disturb waits issued before it.
-            self.gpu.events.give_back(event);
+            gpu.events.give_back(event);
         }
     }
 }
 
 impl Recorded {
-    /// Records a pooled event at the current end of `stream`'s work.
-    pub(crate) fn record(gpu: &Gpu, stream: &Stream) -> Result<Self, Error> {
+    /// Records a pooled event at the current end of stream `index`'s work.
+    pub(crate) fn record(gpu: &Gpu, index: usize) -> Result<Self, Error> {
         let ctx = &gpu.inner.ctx;
         let event = gpu.inner.events.take(|| {
             ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
                 .map_err(|e| driver(e, gpu.what("creating an event")))
         })?;
         event
-            .record(stream.cuda())
+            .record(gpu.cuda_stream(index))
             .map_err(|e| driver(e, gpu.what("recording an event")))?;
         Ok(Recorded(Arc::new(Point {
             event: Some(event),
-            stream: stream.id(),
-            gpu: gpu.inner.clone(),
+            stream: gpu.stream_id(index),
+            gpu: Arc::downgrade(&gpu.inner),
         })))
     }
 
@@ -53,11 +61,28 @@ impl Recorded {
         self.0.event.as_ref().expect("held until dropped")
     }
 
-    /// Whether the work before the event is done.
-    pub(crate) fn is_done(&self) -> Result<bool, Error> {
+    /// Blocks the calling thread until the work before the event is done. On a worker
+    /// thread, other tasks run meanwhile; elsewhere the thread polls with growing pauses.
+    pub(crate) fn wait(&self) -> Result<(), Error> {
+        let mut pause = Duration::from_micros(2);
+        while !self.is_done()? {
+            if rayon::current_thread_index().is_some()
+                && rayon::yield_now() == Some(rayon::Yield::Executed)
+            {
+                continue;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_micros(100));
+        }
+        Ok(())
+    }
+}
+
+impl Completion for Recorded {
+    fn is_done(&self) -> Result<bool, Error> {
         self.event()
             .try_is_complete()
-            .map_err(|e| Error::Device(format!("polling an event: {e}")))
+            .map_err(|e| driver(e, "the device failed before this work finished"))
     }
 }
 

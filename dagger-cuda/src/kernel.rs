@@ -2,7 +2,7 @@
 //! own architecture (a CUBIN loads on any driver that supports the device; PTX from a
 //! newer NVRTC than the driver would not), once per device.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::sync::OnceLock;
 
 use cudarc::driver::CudaFunction;
@@ -99,12 +99,18 @@ fn cubin(kernel: &Kernel, arch: &str) -> Result<Vec<u8>, Error> {
         Err(_) => {
             // SAFETY: as above.
             let log = unsafe { nvrtc::get_program_log(program) }.unwrap_or_default();
-            // SAFETY: NVRTC's log is NUL-terminated.
-            let log = unsafe { CStr::from_ptr(log.as_ptr()) }.to_string_lossy();
+            // The log is NUL-terminated, or empty when it could not be fetched: read the
+            // bytes up to the first NUL, never past the buffer.
+            let bytes: Vec<u8> = log
+                .iter()
+                .map(|&c| c as u8)
+                .take_while(|&b| b != 0)
+                .collect();
+            let log = String::from_utf8_lossy(&bytes);
             Err(Error::Device(format!(
                 "kernel `{}` did not compile for {arch}:\n{}",
                 kernel.name,
-                log.trim_end_matches('\0').trim()
+                log.trim()
             )))
         }
         Ok(()) => {

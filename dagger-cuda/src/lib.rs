@@ -24,22 +24,47 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub mod access;
+mod access;
 mod buffer;
 mod device;
 mod error;
 mod event;
 mod kernel;
-pub mod pool;
+mod pinned;
+mod pool;
+mod progress;
 mod spawn;
 mod stream;
 
+pub use access::StreamId;
 pub use buffer::{DeviceBuffer, Element, HostBuffer, HostCopy};
 pub use cudarc::driver::LaunchConfig;
 pub use device::{
     current, devices, driver_present, set_default, DeviceInfo, Gpu, StreamCounts,
-    DEFAULT_COMPUTE_STREAMS, DEVICE_ENV,
+    DEFAULT_COMPUTE_STREAMS, DEVICE_ENV, PINNED_CACHE_BYTES,
 };
 pub use kernel::Kernel;
 pub use spawn::{spawn_download, when_done};
 pub use stream::{with_stream, Float, Launch, Stream, Timestamp};
+
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Runs `body` on its own thread and fails the test if it takes over `seconds`
+    /// (a deadlock would otherwise hang the test run).
+    pub fn with_timeout(seconds: u64, body: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            body();
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(std::time::Duration::from_secs(seconds)) {
+            Ok(()) => worker.join().expect("the body panicked"),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::panic::resume_unwind(worker.join().expect_err("it did not finish"))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("did not finish within {seconds} s (deadlock?)")
+            }
+        }
+    }
+}

@@ -1,16 +1,16 @@
 //! A stream lent to a GPU task: kernels and cuBLAS calls are queued on it, after the
 //! operations their buffers depend on (on any stream), without blocking the CPU.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::result::CublasError;
-use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use cudarc::cublas::sys::{cublasHandle_t, cublasOperation_t};
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
+use cudarc::driver::{CudaEvent, CudaStream, DeviceRepr, LaunchConfig};
 use dagger_core::Error;
 
-use crate::access::{preferred_stream, AccessLog, StreamId};
+use crate::access::{self, place, AccessLog, StreamId, Use, Uses};
 use crate::buffer::DeviceBuffer;
 use crate::device::{current, Gpu};
 use crate::error::{bad_input, driver};
@@ -18,15 +18,16 @@ use crate::event::Recorded;
 use crate::kernel::Kernel;
 
 /// One stream of one device. A stream lent to a task (`Gpu::stream`, `with_stream`) is
-/// picked at its first operation: the stream that last wrote the buffers the operation
+/// placed at its first operation: on the stream that last wrote the buffers the operation
 /// writes (or reads), so that a chain of dependent GPU tasks stays on one stream with no
-/// cross-stream waits; with no such history, the next stream in turn, so that independent
-/// tasks spread over the pool.
+/// cross-stream waits; with no such history, on the next stream in turn, so that
+/// independent tasks spread over the pool. An allocation ([`Stream::zeros`]) places it
+/// too; call [`Stream::place_near`] first to make a new buffer join its input's stream.
 #[derive(Clone)]
 pub struct Stream {
     gpu: Gpu,
-    /// The stream's index and handle, once chosen.
-    chosen: OnceLock<(usize, Arc<CudaStream>)>,
+    /// The stream's index, once chosen.
+    chosen: OnceLock<usize>,
     /// The compute stream a lent stream takes when its buffers show no preference.
     fallback: usize,
 }
@@ -35,24 +36,17 @@ impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream")
             .field("device", &self.gpu.info().ordinal)
-            .field("index", &self.chosen.get().map(|(index, _)| *index))
+            .field("index", &self.chosen.get())
             .finish()
     }
 }
 
-/// Which way an operation uses a buffer.
-#[derive(Clone, Copy)]
-pub(crate) enum Use {
-    Read,
-    Write,
-}
-
 impl Stream {
     /// A given stream.
-    pub(crate) fn new(gpu: Gpu, index: usize, cuda: Arc<CudaStream>) -> Self {
+    pub(crate) fn new(gpu: Gpu, index: usize) -> Self {
         Stream {
             gpu,
-            chosen: OnceLock::from((index, cuda)),
+            chosen: OnceLock::from(index),
             fallback: index,
         }
     }
@@ -66,41 +60,35 @@ impl Stream {
         }
     }
 
-    /// Whether the stream is fixed (given, or chosen by a first operation).
-    pub(crate) fn is_placed(&self) -> bool {
-        self.chosen.get().is_some()
-    }
-
-    /// The chosen stream (the fallback if no operation chose one yet).
-    fn chosen(&self) -> &(usize, Arc<CudaStream>) {
-        self.chosen.get_or_init(|| self.compute(self.fallback))
-    }
-
-    fn compute(&self, index: usize) -> (usize, Arc<CudaStream>) {
-        self.note_stream(index);
-        (index, self.gpu.compute_handle(index))
+    /// The chosen stream's index (the fallback if no operation chose one yet).
+    fn index(&self) -> usize {
+        *self.chosen.get_or_init(|| {
+            self.note_stream(self.fallback);
+            self.fallback
+        })
     }
 
     /// Picks the stream for the first operation, from the history of its buffers.
-    pub(crate) fn settle(&self, uses: &[(&Mutex<AccessLog<Recorded>>, Use)]) {
+    pub(crate) fn settle(&self, uses: &Uses<'_, Recorded>) {
         if self.chosen.get().is_some() {
             return;
         }
-        let guards: Vec<_> = uses
-            .iter()
-            .map(|(log, how)| {
-                (
-                    log.lock().unwrap_or_else(|e| e.into_inner()),
-                    matches!(how, Use::Write),
-                )
-            })
-            .collect();
-        let preferred = preferred_stream(guards.iter().map(|(log, writes)| (&**log, *writes)));
-        drop(guards);
-        let index = preferred
-            .filter(|id| id.device == self.gpu.inner.id && id.index < self.gpu.compute_streams())
+        let index = place(uses)
+            .filter(|id| self.gpu.is_compute(*id))
             .map_or(self.fallback, |id| id.index);
-        self.chosen.get_or_init(|| self.compute(index));
+        self.chosen.get_or_init(|| {
+            self.note_stream(index);
+            index
+        });
+    }
+
+    /// Places a lent stream that no operation has placed yet on the stream that last
+    /// wrote `buffer` (if a compute stream did), so that buffers allocated next, and the
+    /// kernels that fill them, follow `buffer` with no cross-stream wait. A placed stream
+    /// stays where it is.
+    pub fn place_near<T>(&self, buffer: &DeviceBuffer<T>) -> &Self {
+        self.settle(&[(buffer.log(), Use::Read)]);
+        self
     }
 
     /// Its device.
@@ -110,12 +98,12 @@ impl Stream {
 
     /// Which stream it is (for a lent stream, this chooses it if no operation did yet).
     pub fn id(&self) -> StreamId {
-        self.gpu.stream_id(self.chosen().0)
+        self.gpu.stream_id(self.index())
     }
 
     /// Tells observers that the running task uses this stream (and moves `bytes`).
     pub(crate) fn note(&self, bytes: usize) {
-        self.note_stream(self.chosen().0);
+        self.note_stream(self.index());
         if bytes > 0 {
             dagger_core::observe::note_bytes_moved(bytes as u64);
         }
@@ -126,7 +114,7 @@ impl Stream {
     }
 
     pub(crate) fn cuda(&self) -> &Arc<CudaStream> {
-        &self.chosen().1
+        self.gpu.cuda_stream(self.index())
     }
 
     /// Queues `kernel`; add its arguments in order, then call
@@ -141,50 +129,17 @@ impl Stream {
         }
     }
 
-    /// Makes this stream wait (on the GPU) for earlier operations on `logs`' buffers.
-    pub(crate) fn order_after(
-        &self,
-        logs: &[(&Mutex<AccessLog<Recorded>>, Use)],
-    ) -> Result<(), Error> {
-        self.settle(logs);
-        let id = self.id();
-        for (log, how) in logs {
-            let log = log.lock().unwrap_or_else(|e| e.into_inner());
-            let waits = match how {
-                Use::Read => log.before_read(id),
-                Use::Write => log.before_write(id),
-            };
-            for point in waits {
-                self.cuda()
-                    .wait(point.event())
-                    .map_err(|e| driver(e, self.gpu.what("making a stream wait for an event")))?;
-            }
-        }
-        Ok(())
+    /// Makes this stream wait (on the GPU) for earlier operations on `uses`' buffers
+    /// (placing a lent stream first).
+    pub(crate) fn order_after(&self, uses: &Uses<'_, Recorded>) -> Result<(), Error> {
+        self.settle(uses);
+        access::order_after(&self.gpu, self.id(), uses)
     }
 
-    /// Records that the operation just queued used `logs`' buffers.
-    pub(crate) fn mark_done(
-        &self,
-        logs: &[(&Mutex<AccessLog<Recorded>>, Use)],
-    ) -> Result<(), Error> {
-        self.mark_done_at(logs).map(drop)
-    }
-
-    /// Like `mark_done`, and returns the point recorded (to poll for completion).
-    pub(crate) fn mark_done_at(
-        &self,
-        logs: &[(&Mutex<AccessLog<Recorded>>, Use)],
-    ) -> Result<Recorded, Error> {
-        let point = self.gpu.record(self)?;
-        for (log, how) in logs {
-            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-            match how {
-                Use::Read => log.read(point.clone()),
-                Use::Write => log.write(point.clone()),
-            }
-        }
-        Ok(point)
+    /// Records that the operation just queued used `uses`' buffers; returns the point
+    /// recorded (to poll for completion).
+    pub(crate) fn mark_done(&self, uses: &Uses<'_, Recorded>) -> Result<Recorded, Error> {
+        access::mark_done(&self.gpu, self.id(), uses)
     }
 
     /// Row-major matrix multiply `c = alpha * a * b + beta * c` with cuBLAS (this stream's
@@ -199,53 +154,63 @@ impl Stream {
         beta: T,
         c: &mut DeviceBuffer<T>,
     ) -> Result<(), Error> {
-        for (name, have, need) in [
-            ("a", a.len(), m * k),
-            ("b", b.len(), k * n),
-            ("c", c.len(), m * n),
-        ] {
-            if have < need {
-                return Err(bad_input(format!(
-                    "matmul: `{name}` has {have} elements; a {m}x{k} by {k}x{n} product needs {need}"
-                )));
-            }
-        }
         let dims = [m, n, k].map(|d| i32::try_from(d).ok());
         let [Some(mi), Some(ni), Some(ki)] = dims else {
             return Err(bad_input(
                 "matmul: dimensions must fit in an i32 for cuBLAS",
             ));
         };
+        // Each dimension fits in an i32, so each product fits in a u64.
+        let (m64, n64, k64) = (m as u64, n as u64, k as u64);
+        for (name, have, need) in [
+            ("a", a.len(), m64 * k64),
+            ("b", b.len(), k64 * n64),
+            ("c", c.len(), m64 * n64),
+        ] {
+            if (have as u64) < need {
+                return Err(bad_input(format!(
+                    "matmul: `{name}` has {have} elements; a {m}x{k} by {k}x{n} product needs {need}"
+                )));
+            }
+        }
         for buffer in [a.gpu(), b.gpu(), c.gpu()] {
             self.same_device(buffer)?;
         }
-        let (c_slice, c_log) = c.parts_mut();
+        if m == 0 || n == 0 {
+            return Ok(()); // an empty product: nothing to write
+        }
         let uses = [
             (a.log(), Use::Read),
             (b.log(), Use::Read),
-            (c_log, Use::Write),
+            (c.log(), Use::Write),
         ];
         self.order_after(&uses)?;
         // cuBLAS is column-major: the row-major c = a b is the column-major c' = b' a'.
-        let config = GemmConfig {
-            transa: cublasOperation_t::CUBLAS_OP_N,
-            transb: cublasOperation_t::CUBLAS_OP_N,
+        let dims = Dims {
             m: ni,
             n: mi,
             k: ki,
-            alpha,
             lda: ni.max(1),
             ldb: ki.max(1),
-            beta,
             ldc: ni.max(1),
         };
-        self.gpu.with_blas(self.chosen().0, |blas| {
-            // SAFETY: the lengths were checked above against m, n and k, and the
-            // leading dimensions match the row-major layout.
-            unsafe { T::gemm(blas, config, b.slice(), a.slice(), c_slice) }
-                .map_err(|e| Error::Device(self.gpu.what(format!("cuBLAS gemm: {e:?}"))))
+        self.gpu.with_blas(self.index(), |blas| {
+            // SAFETY: the lengths were checked above against m, n and k, the leading
+            // dimensions match the row-major layout, and the handle's stream is this one.
+            unsafe {
+                T::gemm(
+                    *blas.handle(),
+                    dims,
+                    alpha,
+                    b.device_ptr(),
+                    a.device_ptr(),
+                    beta,
+                    c.device_ptr(),
+                )
+            }
+            .map_err(|e| Error::Device(self.gpu.what(format!("cuBLAS gemm: {e:?}"))))
         })?;
-        self.mark_done(&uses)
+        self.mark_done(&uses).map(drop)
     }
 
     pub(crate) fn same_device(&self, other: &Gpu) -> Result<(), Error> {
@@ -302,37 +267,60 @@ impl Timestamp {
     }
 }
 
+/// The column-major shape of a cuBLAS multiply.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct Dims {
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    lda: c_int,
+    ldb: c_int,
+    ldc: c_int,
+}
+
 /// Element types cuBLAS multiplies (`f32`, `f64`).
 pub trait Float: crate::Element {
     #[doc(hidden)]
     /// # Safety
-    /// As cuBLAS `gemm`: the buffers hold what `config` says.
+    /// As cuBLAS `gemm` (no transposes): the device pointers hold what `dims` says.
     unsafe fn gemm(
-        blas: &CudaBlas,
-        config: GemmConfig<Self>,
-        a: &CudaSlice<Self>,
-        b: &CudaSlice<Self>,
-        c: &mut CudaSlice<Self>,
+        handle: cublasHandle_t,
+        dims: Dims,
+        alpha: Self,
+        a: u64,
+        b: u64,
+        beta: Self,
+        c: u64,
     ) -> Result<(), CublasError>;
 }
 
 macro_rules! float {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $gemm:ident),*) => {$(
         impl Float for $t {
             unsafe fn gemm(
-                blas: &CudaBlas,
-                config: GemmConfig<Self>,
-                a: &CudaSlice<Self>,
-                b: &CudaSlice<Self>,
-                c: &mut CudaSlice<Self>,
+                handle: cublasHandle_t,
+                d: Dims,
+                alpha: Self,
+                a: u64,
+                b: u64,
+                beta: Self,
+                c: u64,
             ) -> Result<(), CublasError> {
-                // SAFETY: passed on from the caller.
-                unsafe { Gemm::<$t>::gemm(blas, config, a, b, c) }
+                let n = cublasOperation_t::CUBLAS_OP_N;
+                // SAFETY: passed on from the caller; alpha and beta are host values that
+                // live across the call.
+                unsafe {
+                    cudarc::cublas::result::$gemm(
+                        handle, n, n, d.m, d.n, d.k, &alpha, a as *const $t, d.lda,
+                        b as *const $t, d.ldb, &beta, c as *mut $t, d.ldc,
+                    )
+                }
             }
         }
     )*};
 }
-float!(f32, f64);
+float!(f32 => sgemm, f64 => dgemm);
 
 /// A kernel launch being put together: arguments in the kernel's order.
 pub struct Launch<'a> {
@@ -412,7 +400,7 @@ impl<'a> Launch<'a> {
             )
         }
         .map_err(|e| driver(e, gpu.what(format!("launching `{}`", self.kernel.name()))))?;
-        self.stream.mark_done(&self.uses)
+        self.stream.mark_done(&self.uses).map(drop)
     }
 }
 

@@ -1,0 +1,324 @@
+//! A per-device caching allocator of page-locked host memory. Pinning and unpinning are
+//! slow (`cuMemFreeHost` synchronizes the whole device), so blocks are kept and reused:
+//! a block comes back with the events of the copies still using it, and is handed out
+//! again only once they are all done, as PyTorch's caching host allocator does.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dagger_core::Error;
+
+use crate::event::Completion;
+
+/// Where blocks come from: the driver, or a fake in tests.
+pub trait HostMemory: Send + Sync {
+    /// `bytes` of pinned memory, page-aligned.
+    fn alloc(&self, bytes: usize) -> Result<NonNull<u8>, Error>;
+    /// Gives memory back.
+    ///
+    /// # Safety
+    /// `ptr` came from `alloc(bytes)` and no copy still uses it.
+    unsafe fn free(&self, ptr: NonNull<u8>, bytes: usize);
+}
+
+/// A pinned block, owned by whoever took it until it is given back.
+#[derive(Debug)]
+pub struct Block {
+    ptr: NonNull<u8>,
+    bytes: usize,
+}
+
+// SAFETY: a `Block` is an exclusively owned allocation (like a `Box<[u8]>`); the pool and
+// the buffers that hold it only hand out `&` views through `&self` and `&mut` views through
+// `&mut self`.
+unsafe impl Send for Block {}
+// SAFETY: as above: shared access is read-only.
+unsafe impl Sync for Block {}
+
+impl Block {
+    /// Its address.
+    pub fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// Its size (at least what was asked for).
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// An idle block and the copies that must finish before it is reused.
+struct Idle<E> {
+    block: Block,
+    after: Vec<E>,
+}
+
+/// The pool: idle blocks by size class (powers of two from 4 KiB).
+pub struct PinnedPool<M: HostMemory, E: Completion> {
+    memory: M,
+    idle: Mutex<Vec<Vec<Idle<E>>>>,
+    idle_bytes: AtomicUsize,
+    /// Idle memory above this is unpinned (blocks whose copies are done, oldest first).
+    keep_bytes: usize,
+    made: AtomicUsize,
+}
+
+const SMALLEST_CLASS: u32 = 12; // 4 KiB
+
+/// The size class of `bytes` and the block size it gets.
+fn class(bytes: usize) -> Result<(usize, usize), Error> {
+    let rounded = bytes
+        .max(1 << SMALLEST_CLASS)
+        .checked_next_power_of_two()
+        .ok_or_else(|| Error::InvalidUse(format!("{bytes} bytes of pinned memory do not fit")))?;
+    Ok((
+        (rounded.trailing_zeros() - SMALLEST_CLASS) as usize,
+        rounded,
+    ))
+}
+
+fn all_done<E: Completion>(after: &mut Vec<E>) -> Result<bool, Error> {
+    let mut i = 0;
+    while i < after.len() {
+        if after[i].is_done()? {
+            after.swap_remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    Ok(after.is_empty())
+}
+
+impl<M: HostMemory, E: Completion> PinnedPool<M, E> {
+    /// A pool that keeps up to `keep_bytes` idle.
+    pub fn new(memory: M, keep_bytes: usize) -> Self {
+        PinnedPool {
+            memory,
+            idle: Mutex::new(Vec::new()),
+            idle_bytes: AtomicUsize::new(0),
+            keep_bytes,
+            made: AtomicUsize::new(0),
+        }
+    }
+
+    /// A block of at least `bytes`: an idle one whose copies are done, or a new one.
+    pub fn take(&self, bytes: usize) -> Result<Block, Error> {
+        let (class, size) = class(bytes)?;
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(blocks) = idle.get_mut(class) {
+                for i in 0..blocks.len() {
+                    if all_done(&mut blocks[i].after)? {
+                        let block = blocks.remove(i).block;
+                        // Memory ordering: a statistic read under no other lock.
+                        self.idle_bytes.fetch_sub(block.bytes, Ordering::Relaxed);
+                        return Ok(block);
+                    }
+                }
+            }
+        }
+        let ptr = self.memory.alloc(size)?;
+        // Memory ordering: a statistic.
+        self.made.fetch_add(1, Ordering::Relaxed);
+        Ok(Block { ptr, bytes: size })
+    }
+
+    /// Takes `block` back; it is reused once every event in `after` is done.
+    pub fn give_back(&self, block: Block, after: Vec<E>) {
+        let (class, _) = class(block.bytes).expect("a block's size has a class");
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() <= class {
+            idle.resize_with(class + 1, Vec::new);
+        }
+        // Memory ordering: a statistic; the lock orders the blocks themselves.
+        self.idle_bytes.fetch_add(block.bytes, Ordering::Relaxed);
+        idle[class].push(Idle { block, after });
+        if self.idle_bytes.load(Ordering::Relaxed) > self.keep_bytes {
+            self.trim(&mut idle);
+        }
+    }
+
+    /// Unpins finished idle blocks, largest first, until the idle memory fits the limit.
+    fn trim(&self, idle: &mut [Vec<Idle<E>>]) {
+        for blocks in idle.iter_mut().rev() {
+            let mut i = 0;
+            while i < blocks.len() && self.idle_bytes.load(Ordering::Relaxed) > self.keep_bytes {
+                if matches!(all_done(&mut blocks[i].after), Ok(true)) {
+                    let block = blocks.remove(i).block;
+                    self.idle_bytes.fetch_sub(block.bytes, Ordering::Relaxed);
+                    // SAFETY: from `alloc`, and its copies are done.
+                    unsafe { self.memory.free(block.ptr, block.bytes) };
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// How many blocks were ever pinned (reuse keeps this at the peak in use).
+    pub fn made(&self) -> usize {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    /// Idle pinned memory in bytes.
+    #[cfg(test)]
+    pub fn idle_bytes(&self) -> usize {
+        self.idle_bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl<M: HostMemory, E: Completion> Drop for PinnedPool<M, E> {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for Idle { block, mut after } in idle.into_iter().flatten() {
+            // A copy may still be in flight: unpinning under it would be a use after free.
+            // A failed poll means the context is dead and no copy will run again.
+            while let Ok(false) = all_done(&mut after) {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            // SAFETY: from `alloc`; every copy using it is done (or can never run).
+            unsafe { self.memory.free(block.ptr, block.bytes) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// Host memory from the global allocator, counting what is live.
+    #[derive(Default, Clone)]
+    struct FakeMemory {
+        live: Arc<Mutex<Vec<usize>>>,
+    }
+
+    fn layout(bytes: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(bytes, 4096).unwrap()
+    }
+
+    impl HostMemory for FakeMemory {
+        fn alloc(&self, bytes: usize) -> Result<NonNull<u8>, Error> {
+            // SAFETY: the pool asks for at least 4 KiB.
+            let ptr = NonNull::new(unsafe { std::alloc::alloc(layout(bytes)) }).unwrap();
+            self.live.lock().unwrap().push(ptr.as_ptr() as usize);
+            Ok(ptr)
+        }
+        unsafe fn free(&self, ptr: NonNull<u8>, bytes: usize) {
+            let mut live = self.live.lock().unwrap();
+            let at = live
+                .iter()
+                .position(|&p| p == ptr.as_ptr() as usize)
+                .expect("freed twice or never allocated");
+            live.swap_remove(at);
+            // SAFETY: allocated above with this layout.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout(bytes)) };
+        }
+    }
+
+    /// A copy's event that the test completes by hand.
+    #[derive(Clone, Default)]
+    struct FakeEvent(Arc<AtomicBool>);
+    impl Completion for FakeEvent {
+        fn is_done(&self) -> Result<bool, Error> {
+            Ok(self.0.load(Ordering::Acquire))
+        }
+    }
+    impl FakeEvent {
+        fn finish(&self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+
+    #[test]
+    fn a_block_is_reused_only_after_its_copies_are_done() {
+        let memory = FakeMemory::default();
+        let pool = PinnedPool::new(memory.clone(), 1 << 30);
+        let block = pool.take(10_000).unwrap();
+        assert_eq!(block.bytes(), 16384, "rounded up to a power of two");
+        let first = block.ptr();
+        let copy = FakeEvent::default();
+        pool.give_back(block, vec![copy.clone()]);
+        let other = pool.take(10_000).unwrap();
+        assert_ne!(
+            other.ptr(),
+            first,
+            "the copy is in flight: its block must not be handed out"
+        );
+        assert_eq!(pool.made(), 2);
+        copy.finish();
+        let again = pool.take(9_000).unwrap();
+        assert_eq!(again.ptr(), first, "done: reused");
+        assert_eq!(pool.made(), 2);
+        pool.give_back(again, vec![]);
+        pool.give_back(other, vec![]);
+        drop(pool);
+        assert!(memory.live.lock().unwrap().is_empty(), "all unpinned");
+    }
+
+    #[test]
+    fn a_steady_pipeline_pins_nothing_new() {
+        let memory = FakeMemory::default();
+        let pool = PinnedPool::new(memory.clone(), 1 << 30);
+        let mut in_flight: Vec<FakeEvent> = Vec::new();
+        for _ in 0..1_000 {
+            let block = pool.take(1 << 20).unwrap();
+            let copy = FakeEvent::default();
+            pool.give_back(block, vec![copy.clone()]);
+            in_flight.push(copy);
+            // Four copies in flight at a time: the oldest finishes.
+            if in_flight.len() == 4 {
+                in_flight.remove(0).finish();
+            }
+        }
+        assert_eq!(pool.made(), 4, "one block per copy in flight");
+        in_flight.iter().for_each(FakeEvent::finish);
+    }
+
+    #[test]
+    fn idle_memory_over_the_limit_is_unpinned_once_its_copies_are_done() {
+        let memory = FakeMemory::default();
+        let pool = PinnedPool::new(memory.clone(), 64 << 10);
+        let blocks: Vec<Block> = (0..8).map(|_| pool.take(16 << 10).unwrap()).collect();
+        let busy = FakeEvent::default();
+        for (i, block) in blocks.into_iter().enumerate() {
+            let after = if i == 0 { vec![busy.clone()] } else { vec![] };
+            pool.give_back(block, after);
+        }
+        assert!(pool.idle_bytes() <= 64 << 10, "{}", pool.idle_bytes());
+        assert_eq!(memory.live.lock().unwrap().len(), 4);
+        busy.finish();
+        drop(pool);
+        assert!(memory.live.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn dropping_the_pool_waits_for_copies_in_flight() {
+        let memory = FakeMemory::default();
+        let pool = PinnedPool::new(memory.clone(), 1 << 30);
+        let copy = FakeEvent::default();
+        pool.give_back(pool.take(100).unwrap(), vec![copy.clone()]);
+        let finisher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            copy.finish();
+        });
+        let started = std::time::Instant::now();
+        drop(pool);
+        assert!(
+            started.elapsed() >= Duration::from_millis(40),
+            "freed under a copy"
+        );
+        finisher.join().unwrap();
+        assert!(memory.live.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sizes_that_do_not_fit_are_errors() {
+        let pool = PinnedPool::<_, FakeEvent>::new(FakeMemory::default(), 0);
+        assert!(matches!(pool.take(usize::MAX), Err(Error::InvalidUse(_))));
+    }
+}

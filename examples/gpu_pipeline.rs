@@ -25,7 +25,8 @@ fn saxpy(
     y: &DeviceBuffer<f32>,
 ) -> Result<DeviceBuffer<f32>, Error> {
     let n = x.len() as u32;
-    let mut out = stream.zeros::<f32>(x.len())?;
+    // The output is allocated and zeroed on the task's stream, placed by `x`'s history.
+    let mut out = stream.place_near(x).zeros::<f32>(x.len())?;
     // SAFETY: the arguments match the kernel's parameters, and it stays within `n`.
     unsafe {
         stream

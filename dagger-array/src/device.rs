@@ -101,8 +101,8 @@ impl<T: DeviceReal> DeviceArray<T> {
         &self.gpu
     }
 
-    /// Copies every block back (downloads complete through host callbacks; no CPU thread
-    /// waits for the GPU).
+    /// Copies every block back (downloads are completed by the device's progress thread;
+    /// no CPU thread waits for the GPU).
     pub fn to_host(&self) -> DArray<T> {
         let blocks = self
             .blocks
@@ -131,8 +131,9 @@ impl<T: DeviceReal> DeviceArray<T> {
                 let gpu = self.gpu.clone();
                 try_spawn_with(h, move |x: &DeviceBuffer<T>| {
                     let n = x.len() as u64;
+                    // The output joins the input's stream: no cross-stream wait.
                     let stream = gpu.stream();
-                    let mut out = stream.zeros::<T>(x.len())?;
+                    let mut out = stream.place_near(x).zeros::<T>(x.len())?;
                     // SAFETY: the kernel takes (const T*, T*, T, u64) and stays within `n`.
                     unsafe {
                         stream
@@ -172,6 +173,9 @@ impl<T: DeviceReal> DeviceArray<T> {
                     (&row, &col),
                     move |row: Vec<&DeviceBuffer<T>>, col: Vec<&DeviceBuffer<T>>| {
                         let stream = gpu.stream();
+                        if let Some(first) = row.first() {
+                            stream.place_near(first);
+                        }
                         let mut c = stream.zeros::<T>(shape.rows * shape.cols)?;
                         for ((x, y), &k) in row.iter().zip(&col).zip(&sizes) {
                             let one = T::from_f64(1.0);

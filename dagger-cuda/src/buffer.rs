@@ -69,6 +69,20 @@ impl<T> DeviceBuffer<T> {
         &self.log
     }
 
+    /// Whether every operation queued on it so far is done (polls; never blocks).
+    pub fn is_idle(&self) -> Result<bool, Error> {
+        let pending: Vec<Recorded> = {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            log.pending().cloned().collect()
+        };
+        for point in &pending {
+            if !point.is_done()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The device address (for kernel parameters; 0 when empty).
     pub(crate) fn device_ptr(&self) -> u64 {
         self.ptr
@@ -325,7 +339,10 @@ impl Gpu {
         match done {
             Ok(point) => self.inner.pinned.give_back(block, vec![point.clone()]),
             Err(_) if stream.synchronize().is_ok() => self.inner.pinned.give_back(block, vec![]),
-            Err(_) => std::mem::forget(block),
+            // A `Block` frees nothing when dropped: this leaks it.
+            Err(_) => {
+                let _leaked = block;
+            }
         }
     }
 

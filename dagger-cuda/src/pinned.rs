@@ -23,7 +23,8 @@ pub trait HostMemory: Send + Sync {
     unsafe fn free(&self, ptr: NonNull<u8>, bytes: usize);
 }
 
-/// A pinned block, owned by whoever took it until it is given back.
+/// A pinned block, owned by whoever took it until it is given back (dropping it instead
+/// leaks the memory: only the pool unpins).
 #[derive(Debug)]
 pub struct Block {
     ptr: NonNull<u8>,

@@ -136,6 +136,8 @@ fn independent_tasks_on_different_streams_overlap() {
         assert_ne!(s0.id(), s1.id());
         let mut a = gpu.zeros::<f32>(1).unwrap();
         let mut b = gpu.zeros::<f32>(1).unwrap();
+        // Compiled now: a compile between the timestamps would count as kernel time.
+        gpu.prepare(&[&SPIN_FILL]).unwrap();
         gpu.synchronize().unwrap();
         let spin = |stream: &dagger_cuda::Stream, out: &mut DeviceBuffer<f32>| {
             let start = stream.timestamp().unwrap();
@@ -225,7 +227,7 @@ fn cpu_and_gpu_tasks_depend_on_each_other_without_blocking_workers() {
             }
             Ok::<_, Error>(buffer)
         });
-        // GPU -> CPU: the download handle is completed by a host callback.
+        // GPU -> CPU: the download handle is completed by the progress thread.
         let host = spawn_download(&on_gpu);
         let sum = rt.try_spawn_with(&host, |h: &dagger_cuda::HostCopy<f32>| {
             assert!(h.is_ready()?, "a dependent ran before the copy landed");
@@ -298,8 +300,285 @@ fn out_of_memory_and_bad_kernels_are_errors() {
     }
     .unwrap_err();
     assert!(error.to_string().contains("did not compile"), "{error}");
+    assert!(
+        error.to_string().contains("error"),
+        "the NVRTC log is in the message: {error}"
+    );
+    let prepared = gpu.prepare(&[&SAXPY, &BROKEN]).unwrap_err();
+    assert_eq!(
+        prepared.to_string(),
+        error.to_string(),
+        "prepare reports it too"
+    );
     static MISNAMED: Kernel = Kernel::new("missing", "extern \"C\" __global__ void other() {}");
     // SAFETY: as above: the function is not found, nothing runs.
     let error = unsafe { gpu.stream().kernel(&MISNAMED).launch(one_block(1)) }.unwrap_err();
     assert!(error.to_string().contains("extern"), "{error}");
+}
+
+/// Spins `cycles`, then `out[0] = x[0]` (reads `x` for the whole time).
+static SPIN_READ: Kernel = Kernel::new(
+    "spin_read",
+    r#"extern "C" __global__ void spin_read(long long cycles, const float* x, float* out) {
+        long long start = clock64();
+        while (clock64() - start < cycles) {}
+        if (threadIdx.x == 0) out[0] = x[0];
+    }"#,
+);
+
+/// `out[0] = a[0] + b[0]`.
+static ADD_TWO: Kernel = Kernel::new(
+    "add_two",
+    r#"extern "C" __global__ void add_two(const float* a, const float* b, float* out) {
+        if (threadIdx.x == 0) out[0] = a[0] + b[0];
+    }"#,
+);
+
+/// Polls `ready` until it is true; fails after `seconds`.
+fn poll_until(seconds: u64, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready in {seconds} s"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn one_buffer_twice_and_opposite_orders_do_not_deadlock() {
+    watchdog(120, || {
+        let gpu = Gpu::open_with(0, StreamCounts::default()).unwrap();
+        gpu.prepare(&[&ADD_TWO]).unwrap();
+        let n = 48;
+        let a: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32).collect();
+        let da = gpu.upload(&a).unwrap();
+        let (p, q) = (
+            gpu.upload(&[1.0f32]).unwrap(),
+            gpu.upload(&[2.0f32]).unwrap(),
+        );
+        let run = |first: &DeviceBuffer<f32>, second: &DeviceBuffer<f32>| {
+            let mut out = gpu.zeros::<f32>(1).unwrap();
+            let mut square = gpu.zeros::<f32>(n * n).unwrap();
+            for _ in 0..300 {
+                // `a * a`: one buffer named twice.
+                gpu.stream()
+                    .matmul((n, n, n), 1.0, &da, &da, 0.0, &mut square)
+                    .unwrap();
+                // SAFETY: `add_two` takes two inputs and an output, one float each.
+                unsafe {
+                    gpu.stream()
+                        .kernel(&ADD_TWO)
+                        .read(first)
+                        .read(second)
+                        .write(&mut out)
+                        .launch(one_block(32))
+                        .unwrap();
+                    gpu.stream()
+                        .kernel(&ADD_TWO)
+                        .read(first)
+                        .read(first)
+                        .write(&mut out)
+                        .launch(one_block(32))
+                        .unwrap();
+                }
+            }
+            (square, out)
+        };
+        let ((square, _), (_, out)) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| run(&p, &q));
+            let two = scope.spawn(|| run(&q, &p));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        assert_eq!(gpu.download(&out).unwrap().to_vec().unwrap(), vec![4.0]);
+        let got = gpu.download(&square).unwrap().to_vec().unwrap();
+        for (i, j) in [(0, 0), (7, 31), (n - 1, n - 1)] {
+            let want: f32 = (0..n).map(|k| a[i * n + k] * a[k * n + j]).sum();
+            assert_eq!(got[i * n + j], want, "a*a at ({i},{j})");
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn host_buffer_accessors_wait_for_their_copies() {
+    watchdog(120, || {
+        let gpu = gpu();
+        gpu.prepare(&[&SPIN_FILL]).unwrap();
+        let n = 1 << 16;
+        // A download into a host buffer, behind a slow kernel: reading waits for it.
+        let mut device = gpu.zeros::<f32>(n).unwrap();
+        let mut host = gpu.host_buffer::<f32>(n).unwrap();
+        // SAFETY: arguments match `spin_fill`, which writes `n` elements.
+        unsafe {
+            gpu.stream()
+                .kernel(&SPIN_FILL)
+                .value(cycles(50))
+                .write(&mut device)
+                .value(7.0f32)
+                .value(n as u32)
+                .launch(one_block(256))
+                .unwrap();
+        }
+        gpu.download_into(&device, &mut host).unwrap();
+        assert!(
+            host.as_slice().unwrap().iter().all(|&v| v == 7.0),
+            "read before the download landed"
+        );
+        // An upload from a host buffer, queued behind a slow kernel that writes its
+        // target: writing the host buffer waits until the upload has read it.
+        let mut source = gpu.host_buffer::<f32>(n).unwrap();
+        source.as_mut_slice().unwrap().fill(1.0);
+        let mut target = gpu.zeros::<f32>(n).unwrap();
+        // SAFETY: as above.
+        unsafe {
+            gpu.stream()
+                .kernel(&SPIN_FILL)
+                .value(cycles(50))
+                .write(&mut target)
+                .value(5.0f32)
+                .value(n as u32)
+                .launch(one_block(256))
+                .unwrap();
+        }
+        gpu.upload_into(&source, &mut target).unwrap();
+        source.as_mut_slice().unwrap().fill(2.0);
+        let landed = gpu.download(&target).unwrap().to_vec().unwrap();
+        assert!(
+            landed.iter().all(|&v| v == 1.0),
+            "the host buffer changed under its upload: {:?}",
+            &landed[..4]
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn freeing_a_buffer_stalls_no_copy_stream() {
+    watchdog(120, || {
+        let gpu = Gpu::open_with(0, StreamCounts::default()).unwrap();
+        gpu.prepare(&[&SPIN_READ]).unwrap();
+        for also_downloaded in [false, true] {
+            let x = gpu.upload(&vec![3.0f32; 1 << 20]).unwrap();
+            let mut out = gpu.zeros::<f32>(1).unwrap();
+            // SAFETY: arguments match `spin_read`.
+            unsafe {
+                gpu.compute_stream(1)
+                    .kernel(&SPIN_READ)
+                    .value(cycles(300))
+                    .read(&x)
+                    .write(&mut out)
+                    .launch(one_block(32))
+                    .unwrap();
+            }
+            let copy = also_downloaded.then(|| gpu.download(&x).unwrap());
+            drop(x); // in use by the kernel (and the download) for 300 ms
+            let later = gpu.upload(&vec![1.0f32; 1 << 20]).unwrap();
+            let back = gpu.download(&later).unwrap();
+            poll_until(10, || back.is_ready().unwrap());
+            assert!(
+                !out.is_idle().unwrap(),
+                "the kernel ended before a later upload and download did: they waited for it \
+                 (downloaded too: {also_downloaded})"
+            );
+            assert!(back.to_vec().unwrap().iter().all(|&v| v == 1.0));
+            if let Some(copy) = copy {
+                assert!(copy.to_vec().unwrap().iter().all(|&v| v == 3.0));
+            }
+            gpu.synchronize().unwrap();
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn transfers_reuse_pinned_blocks() {
+    watchdog(120, || {
+        let gpu = Gpu::open_with(0, StreamCounts::default()).unwrap();
+        let data = vec![1.5f32; 1 << 18];
+        let round = || {
+            let x = gpu.upload(&data).unwrap();
+            assert_eq!(gpu.download(&x).unwrap().to_vec().unwrap()[77], 1.5);
+        };
+        (0..10).for_each(|_| round());
+        let made = gpu.pinned_blocks_made();
+        (0..300).for_each(|_| round());
+        assert!(
+            gpu.pinned_blocks_made() <= made + 2,
+            "pinned blocks are not reused: {made} then {}",
+            gpu.pinned_blocks_made()
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_new_buffer_is_not_zeroed_behind_queued_uploads() {
+    watchdog(120, || {
+        let gpu = Gpu::open_with(0, StreamCounts::default()).unwrap();
+        let big = gpu.upload(&vec![0.5f32; 1 << 28]).unwrap(); // 1 GiB: tens of ms
+        let small = gpu.stream().zeros::<f32>(1024).unwrap();
+        poll_until(10, || small.is_idle().unwrap());
+        assert!(
+            !big.is_idle().unwrap(),
+            "the zeroing waited for the upload: it was queued behind it"
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn empty_buffers_work_everywhere() {
+    watchdog(60, || {
+        let gpu = gpu();
+        let empty = gpu.upload::<f32>(&[]).unwrap();
+        assert!(empty.is_empty() && empty.is_idle().unwrap());
+        let mut zeros = gpu.zeros::<f32>(0).unwrap();
+        assert_eq!(
+            gpu.download(&empty).unwrap().to_vec().unwrap(),
+            Vec::<f32>::new()
+        );
+        let mut host = gpu.host_buffer::<f32>(0).unwrap();
+        assert!(host.as_slice().unwrap().is_empty());
+        gpu.upload_into(&host, &mut zeros).unwrap();
+        gpu.download_into(&zeros, &mut host).unwrap();
+        gpu.stream()
+            .matmul((0, 4, 3), 1.0f32, &empty, &empty, 0.0, &mut zeros)
+            .unwrap();
+        // SAFETY: `add_one` with n = 0 touches nothing.
+        unsafe {
+            gpu.stream()
+                .kernel(&ADD_ONE)
+                .write(&mut zeros)
+                .value(0u32)
+                .launch(one_block(32))
+                .unwrap();
+        }
+        gpu.synchronize().unwrap();
+    });
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn when_done_runs_on_the_progress_thread_which_may_call_cuda() {
+    watchdog(60, || {
+        let gpu = gpu();
+        let x = gpu.zeros::<f32>(16).unwrap();
+        let (sender, received) = std::sync::mpsc::channel();
+        let inner = gpu.clone();
+        dagger_cuda::when_done(&gpu.compute_stream(0), move |done| {
+            let name = std::thread::current().name().map(str::to_owned);
+            let zeros = inner
+                .zeros::<f32>(4)
+                .and_then(|z| inner.download(&z)?.to_vec());
+            sender.send((done, name, zeros)).unwrap();
+        });
+        let (done, name, zeros) = received.recv().unwrap();
+        assert!(done.is_ok());
+        assert_eq!(name.as_deref(), Some("dagger-cuda-progress"));
+        assert_eq!(zeros.unwrap(), vec![0.0; 4]);
+        drop(x);
+    });
 }

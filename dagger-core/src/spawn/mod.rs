@@ -231,7 +231,7 @@ impl<T: Send + Sync + 'static> Promise<T> {
 
     /// Like [`complete`](Promise::complete), but done by one of the runtime's workers, so
     /// that nothing (the value, finished tasks) is dropped on the calling thread. For
-    /// callbacks that must not do more than queue work, such as CUDA host functions.
+    /// callbacks that must not do more than queue work, such as a GPU progress thread.
     pub fn complete_on_worker(mut self, outcome: Result<T, Error>) {
         let Some(task) = self.task.take() else {
             return;

@@ -59,6 +59,14 @@ static JOIN: Kernel = Kernel::new(
     }"#,
 );
 
+/// The time of a K-chunk pipeline whose stages take `h2d`, `kernel` and `d2h` in all: the
+/// slowest stage, plus the other two for one chunk (filling and draining the pipe). With
+/// the kernel slowest this is `max + (H2D + D2H) / K`.
+fn refined_bound(h2d: Duration, kernel: Duration, d2h: Duration, k: usize) -> Duration {
+    let slowest = h2d.max(kernel).max(d2h);
+    slowest + (h2d + kernel + d2h - slowest) / k.max(1) as u32
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -179,7 +187,7 @@ fn pipeline(k: usize, len: usize, iterations: u32) -> Result<(), Error> {
         median(one),
     );
     let bound = h2d.max(kern).max(d2h);
-    let refined = bound + (h2d + d2h) / k as u32;
+    let refined = refined_bound(h2d, kern, d2h, k);
     let mib = (len * 4) as f64 / (1 << 20) as f64;
     println!(
         "pipeline K={k} x {mib:.0} MiB: H2D {:.2} ms ({:.1} GB/s), kernel {:.2} ms, D2H {:.2} ms ({:.1} GB/s)",
@@ -338,6 +346,9 @@ fn graph_pipeline(k: usize, len: usize) -> Result<(), Error> {
     // Calibrate: kernel work that takes as long as the slower copy direction.
     let probe = 1000;
     stages(&gpu, &inputs, probe)?; // warm-up: pinned blocks, pool memory
+    set_default(single.clone());
+    stages(&single, &inputs, probe)?;
+    set_default(gpu.clone());
     let (h2d, kern, d2h) = stages(&gpu, &inputs, probe)?;
     let balanced = ((probe as f64 * h2d.max(d2h).as_secs_f64() / kern.as_secs_f64()) as u32).max(1);
     for (setting, iterations) in [
@@ -369,7 +380,7 @@ fn graph_pipeline(k: usize, len: usize) -> Result<(), Error> {
         let (h2d, kern, d2h) = (median(h), median(c), median(d));
         let (sp, dg, one) = (median(sp), median(dg), median(one));
         let bound = h2d.max(kern).max(d2h);
-        let refined = bound + (h2d + d2h) / k as u32;
+        let refined = refined_bound(h2d, kern, d2h, k);
         println!(
             "graph pipeline K={k} x {:.0} MiB, {setting} ({iterations} iterations): H2D {:.2} ms, kernel {:.2} ms, D2H {:.2} ms; bound {:.2} ms, refined bound {:.2} ms",
             (len * 4) as f64 / (1 << 20) as f64,
@@ -523,7 +534,8 @@ fn main() {
     let chunks = std::env::var("DAGGER_GPU_BENCH_CHUNKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
+        .unwrap_or(32usize)
+        .max(1);
     let results = [
         ("pipeline", pipeline(16, 8 << 20, iterations())),
         ("graph pipeline", graph_pipeline(chunks, 4 << 20)),

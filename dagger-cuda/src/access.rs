@@ -22,7 +22,7 @@ pub trait StreamPoint: Clone {
 /// Identifies one stream of one device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StreamId {
-    /// The device ordinal.
+    /// The opened device (one number per `Gpu::open_with`, not the ordinal).
     pub device: usize,
     /// The stream's index on that device.
     pub index: usize,
@@ -189,15 +189,21 @@ pub struct Release<E> {
     pub waits: Vec<E>,
 }
 
-/// The free-on-which-stream rule. The free must follow every pending use, but must not
-/// make a busy stream wait: when every pending use is on one stream, the free goes there
-/// (stream order covers it; nothing waits); otherwise it goes to `release`, a stream that
-/// does nothing else, which waits for each use. A copy stream never waits for a kernel.
-pub fn release<E: StreamPoint>(log: &AccessLog<E>, release: StreamId) -> Release<E> {
+/// The free-on-which-stream rule. The free must follow the allocation and every pending
+/// use, but must not make a busy stream wait: with no use, it goes to the stream the
+/// memory was allocated on (`allocated_on`); when every pending use is on one stream, it
+/// goes there (stream order covers it, and that use followed the allocation); otherwise
+/// it goes to `release`, a stream that does nothing else, which waits for each use. A copy
+/// stream never waits for a kernel.
+pub fn release<E: StreamPoint>(
+    log: &AccessLog<E>,
+    allocated_on: StreamId,
+    release: StreamId,
+) -> Release<E> {
     let mut pending = log.pending();
     let Some(first) = pending.next() else {
         return Release {
-            stream: release,
+            stream: allocated_on,
             waits: Vec::new(),
         };
     };
@@ -424,16 +430,16 @@ mod tests {
         let mut log = AccessLog::default();
         let release_stream = s(9);
         assert_eq!(
-            release(&log, release_stream),
+            release(&log, s(4), release_stream),
             Release {
-                stream: release_stream,
+                stream: s(4),
                 waits: vec![]
             },
-            "never used: nothing to wait for"
+            "never used (its first write failed): freed in its allocation's order"
         );
         log.write(Point(4, "upload"));
         assert_eq!(
-            release(&log, release_stream),
+            release(&log, s(4), release_stream),
             Release {
                 stream: s(4),
                 waits: vec![]
@@ -441,7 +447,7 @@ mod tests {
             "uploaded and dropped: freed on the upload stream, in its order"
         );
         log.read(Point(4, "again"));
-        assert_eq!(release(&log, release_stream).stream, s(4));
+        assert_eq!(release(&log, s(4), release_stream).stream, s(4));
     }
 
     #[test]
@@ -452,7 +458,7 @@ mod tests {
         log.write(Point(4, "upload"));
         log.read(Point(0, "kernel"));
         log.read(Point(5, "download"));
-        let plan = release(&log, s(9));
+        let plan = release(&log, s(4), s(9));
         assert_eq!(plan.stream, s(9), "no working stream waits");
         assert_eq!(
             plan.waits,

@@ -35,6 +35,8 @@ pub struct DeviceBuffer<T> {
     /// The device address; 0 for an empty buffer (nothing is allocated).
     ptr: CUdeviceptr,
     len: usize,
+    /// The stream the memory was allocated on (what a free with no use follows).
+    allocated_on: usize,
     log: Mutex<AccessLog<Recorded>>,
     gpu: Gpu,
     _elements: PhantomData<T>,
@@ -91,11 +93,13 @@ impl<T> DeviceBuffer<T> {
 
 impl<T> Drop for DeviceBuffer<T> {
     fn drop(&mut self) {
-        if self.ptr == 0 {
+        if self.ptr == 0 || self.gpu.is_broken() {
+            // Nothing allocated, or the logs may miss a use: keep (leak) the memory.
             return;
         }
         let log = self.log.get_mut().unwrap_or_else(|e| e.into_inner());
-        let plan = access::release(log, self.gpu.release_stream());
+        let allocated_on = self.gpu.stream_id(self.allocated_on);
+        let plan = access::release(log, allocated_on, self.gpu.release_stream());
         let ordered = self.gpu.bind().is_ok()
             && plan
                 .waits
@@ -108,9 +112,11 @@ impl<T> Drop for DeviceBuffer<T> {
         }
         let stream = self.gpu.cuda_stream(plan.stream.index).cu_stream();
         // SAFETY: `ptr` came from `cuMemAllocAsync` on this device and is freed once (it
-        // is private to this buffer). The free is queued after every use: on the one
-        // stream that ran them all, or on the release stream after waiting for each (or
-        // after a device synchronization). No reference to the memory outlives `self`.
+        // is private to this buffer). The free is queued after the allocation and every
+        // use: on the allocation stream when there was no use, on the one stream that ran
+        // them all, or on the release stream after waiting for each (or after a device
+        // synchronization); the device is not broken, so the log knows every use. No
+        // reference to the memory outlives `self`.
         // A failed free leaks; it is not reported on an unrelated later call.
         let _ = unsafe { cuda::free_async(self.ptr, stream) };
     }
@@ -177,6 +183,7 @@ impl<T: Element> HostBuffer<T> {
 
     /// The contents, once copies into it are done (blocks until then).
     pub fn as_slice(&self) -> Result<&[T], Error> {
+        self.usable()?;
         let writes = self.lock().before_read(HOST);
         wait_all(&writes)?;
         // SAFETY: zeroed or written at creation; the copy into it that the log knows of
@@ -186,11 +193,23 @@ impl<T: Element> HostBuffer<T> {
 
     /// The contents, writable, once copies from and into it are done (blocks until then).
     pub fn as_mut_slice(&mut self) -> Result<&mut [T], Error> {
+        self.usable()?;
         let uses = self.lock().before_write(HOST);
         wait_all(&uses)?;
         // SAFETY: every copy from or into it is done, and a new one needs a borrow of
         // `self`, which the returned slice holds.
         Ok(unsafe { elements_mut(self.block.as_mut(), self.len) })
+    }
+
+    /// An error if a copy may be running that the log does not know of.
+    fn usable(&self) -> Result<(), Error> {
+        if self.gpu.is_broken() {
+            return Err(Error::Device(self.gpu.what(
+                "a copy could be neither recorded nor waited for; host buffers of this device \
+                 can no longer be read or written safely",
+            )));
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AccessLog<Recorded>> {
@@ -203,7 +222,7 @@ impl<T> Drop for HostBuffer<T> {
         if let Some(block) = self.block.take() {
             let log = self.copies.get_mut().unwrap_or_else(|e| e.into_inner());
             let pending = log.pending().cloned().collect();
-            self.gpu.inner.pinned.give_back(block, pending);
+            self.gpu.give_back_block(block, pending);
         }
     }
 }
@@ -252,10 +271,7 @@ impl<T> Drop for HostCopy<T> {
     fn drop(&mut self) {
         if let Some(block) = self.block.take() {
             // Reused only once the copy into it is done, even if nobody waited for it.
-            self.gpu
-                .inner
-                .pinned
-                .give_back(block, vec![self.done.clone()]);
+            self.gpu.give_back_block(block, vec![self.done.clone()]);
         }
     }
 }
@@ -267,6 +283,7 @@ impl Stream {
     /// [`Stream::place_near`]).
     pub fn zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, Error> {
         let gpu = self.gpu();
+        gpu.bind()?;
         let buffer = gpu.alloc::<T>(len, self)?;
         if buffer.ptr != 0 {
             // SAFETY: `ptr` holds `len` elements, allocated on this stream just before.
@@ -279,7 +296,7 @@ impl Stream {
                 )
             }
             .map_err(|e| driver(e, gpu.what("zeroing a buffer")))?;
-            self.mark_done(&[(buffer.log(), Use::Write)])?;
+            self.finish(&[(buffer.log(), Use::Write)])?;
         }
         Ok(buffer)
     }
@@ -305,8 +322,7 @@ impl Gpu {
         let ptr = if bytes == 0 {
             0
         } else {
-            self.bind()?;
-            // SAFETY: the context is bound and the stream is this device's; the memory
+            // SAFETY: the caller bound the context; the stream is this device's; the memory
             // is written (zeroed or copied into) before any read the access log orders
             // after that write.
             unsafe { cuda::malloc_async(stream.cuda().cu_stream(), bytes) }
@@ -315,6 +331,7 @@ impl Gpu {
         Ok(DeviceBuffer {
             ptr,
             len,
+            allocated_on: stream.id().index,
             log: Mutex::new(AccessLog::default()),
             gpu: self.clone(),
             _elements: PhantomData,
@@ -332,18 +349,12 @@ impl Gpu {
         self.inner.pinned.take(bytes).map(Some)
     }
 
-    /// Hands a block back after a copy was queued from or into it. If its completion
-    /// could not be recorded, the block is kept only once the stream is known idle, or
-    /// else leaked: reusing it under a running copy would corrupt both users.
-    fn give_back_after(&self, block: Block, stream: &Stream, done: &Result<Recorded, Error>) {
-        match done {
-            Ok(point) => self.inner.pinned.give_back(block, vec![point.clone()]),
-            Err(_) if stream.synchronize().is_ok() => self.inner.pinned.give_back(block, vec![]),
-            // A `Block` frees nothing when dropped: this leaks it.
-            Err(_) => {
-                let _leaked = block;
-            }
-        }
+    /// Hands a block back after a copy from or into it was queued and `Stream::finish`ed:
+    /// after the copy's point, or, if none could be recorded, now (`finish` waited for the
+    /// copy, or marked the device broken, and then the block is leaked).
+    fn give_back_after(&self, block: Block, done: &Result<Recorded, Error>) {
+        let after = done.iter().cloned().collect();
+        self.give_back_block(block, after);
     }
 
     /// Pinned host memory for `len` elements, zeroed.
@@ -371,9 +382,16 @@ impl Gpu {
         let stream = self.upload_stream();
         let bytes = std::mem::size_of_val(data);
         stream.note(bytes);
-        let buffer = self.alloc::<T>(data.len(), &stream)?;
+        self.bind()?;
         let Some(block) = self.pinned_block::<T>(data.len())? else {
-            return Ok(buffer);
+            return self.alloc::<T>(0, &stream);
+        };
+        let buffer = match self.alloc::<T>(data.len(), &stream) {
+            Ok(buffer) => buffer,
+            Err(error) => {
+                self.give_back_block(block, vec![]);
+                return Err(error);
+            }
         };
         // SAFETY: the block is ours alone and holds at least `bytes`; `data` is other memory.
         unsafe {
@@ -391,11 +409,11 @@ impl Gpu {
         }
         .result();
         if let Err(error) = copied {
-            self.inner.pinned.give_back(block, vec![]);
+            self.give_back_block(block, vec![]);
             return Err(driver(error, self.what("copying to the device")));
         }
-        let done = stream.mark_done(&[(buffer.log(), Use::Write)]);
-        self.give_back_after(block, &stream, &done);
+        let done = stream.finish(&[(buffer.log(), Use::Write)]);
+        self.give_back_after(block, &done);
         done.map(|_| buffer)
     }
 
@@ -435,7 +453,7 @@ impl Gpu {
         }
         .result()
         .map_err(|e| driver(e, self.what("copying to the device")))?;
-        stream.mark_done(&uses).map(drop)
+        stream.finish(&uses).map(drop)
     }
 
     /// Copies `src` back to pinned host memory, on the download stream, after the
@@ -463,11 +481,11 @@ impl Gpu {
             .result();
             if let Err(error) = copied {
                 let block = block.expect("a block was taken");
-                self.inner.pinned.give_back(block, vec![]);
+                self.give_back_block(block, vec![]);
                 return Err(driver(error, self.what("copying to the host")));
             }
         }
-        let done = stream.mark_done(&uses);
+        let done = stream.finish(&uses);
         match done {
             Ok(done) => Ok(HostCopy {
                 block,
@@ -478,7 +496,7 @@ impl Gpu {
             }),
             Err(error) => {
                 if let Some(block) = block {
-                    self.give_back_after(block, &stream, &Err(error.clone()));
+                    self.give_back_after(block, &Err(error.clone()));
                 }
                 Err(error)
             }
@@ -521,6 +539,6 @@ impl Gpu {
         }
         .result()
         .map_err(|e| driver(e, self.what("copying to the host")))?;
-        stream.mark_done(&uses).map(drop)
+        stream.finish(&uses).map(drop)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
@@ -129,8 +129,9 @@ pub(crate) struct GpuInner {
     pub(crate) label: &'static str,
     info: DeviceInfo,
     pub(crate) ctx: Arc<CudaContext>,
-    /// The compute streams (`0..compute`), then the upload, download and release streams
-    /// (all three are compute stream 0 when copies do not get streams of their own).
+    /// The compute streams (`0..compute`), then the upload and download streams (both
+    /// compute stream 0 when copies do not get streams of their own), then the release
+    /// stream.
     streams: Vec<Arc<CudaStream>>,
     compute: usize,
     upload: usize,
@@ -143,6 +144,9 @@ pub(crate) struct GpuInner {
     functions: Mutex<HashMap<(&'static str, usize), Compiled>>,
     /// One cuBLAS handle per compute stream, made at open (or why there are none).
     blas: Result<Vec<Mutex<CudaBlas>>, Error>,
+    /// Set when queued work could be neither recorded nor waited for: the logs no longer
+    /// know every use, so memory is never freed or reused again.
+    broken: AtomicBool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -167,21 +171,30 @@ fn label(ordinal: usize) -> &'static str {
     label
 }
 
-/// Keeps freed device memory in the device's pool instead of returning it to the driver
-/// at every synchronization (the default threshold, 0, makes a later allocation in the
-/// middle of a pipeline a slow driver call).
-fn keep_freed_memory(ctx: &CudaContext) -> Result<(), cudarc::driver::DriverError> {
+/// Configures the device's default memory pool (shared with other users of the stream-
+/// ordered allocator in this process): freed memory stays in the pool instead of going
+/// back to the driver at every synchronization (the default threshold, 0, makes a later
+/// allocation in the middle of a pipeline a slow driver call), and the driver may not
+/// make an allocation wait for a free queued on another stream (an upload would then wait
+/// behind kernels).
+fn configure_memory_pool(ctx: &CudaContext) -> Result<(), cudarc::driver::DriverError> {
     use cudarc::driver::result::{device, mem_pool};
     use cudarc::driver::sys::CUmemPool_attribute;
     let mut threshold = u64::MAX;
-    // SAFETY: the device comes from the context; the attribute takes a `u64`, pointed to
-    // by `threshold`, which lives across the call.
+    let mut internal_dependencies: std::ffi::c_int = 0;
+    // SAFETY: the device comes from the context; the release threshold takes a `u64` and
+    // the reuse policy an `int`, each pointed to by a local that lives across the call.
     unsafe {
         let pool = device::get_default_mem_pool(ctx.cu_device())?;
         mem_pool::set_attribute(
             pool,
             CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
             (&mut threshold as *mut u64).cast(),
+        )?;
+        mem_pool::set_attribute(
+            pool,
+            CUmemPool_attribute::CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES,
+            (&mut internal_dependencies as *mut std::ffi::c_int).cast(),
         )
     }
 }
@@ -220,7 +233,9 @@ impl Gpu {
     /// Device `ordinal` with its own, new streams (for example one stream only, to
     /// compare). Everything a pipeline needs is made here, not at its first use: the
     /// streams, a cuBLAS handle per compute stream, and a memory pool that keeps freed
-    /// memory; kernels are compiled by [`Gpu::prepare`].
+    /// memory (this sets the release threshold and reuse policy of the device's default
+    /// pool, which other stream-ordered allocators in the process share); kernels are
+    /// compiled by [`Gpu::prepare`].
     pub fn open_with(ordinal: usize, streams: StreamCounts) -> Result<Gpu, Error> {
         init()?;
         let count = CudaContext::device_count().map_err(|e| driver(e, "counting CUDA devices"))?;
@@ -230,10 +245,10 @@ impl Gpu {
             )));
         }
         let what = |doing: &str| format!("CUDA device {ordinal}: {doing}");
+        // cudarc's event tracking stays on: dagger makes no cudarc buffers (it orders its
+        // own memory with access logs), and buffers users make through `context()` keep
+        // cudarc's own ordering.
         let ctx = CudaContext::new(ordinal).map_err(|e| driver(e, what("creating a context")))?;
-        // SAFETY: dagger allocates device memory itself (no cudarc buffers), and orders
-        // every use with its own access logs (see `access`).
-        unsafe { ctx.disable_event_tracking() };
         let info = DeviceInfo {
             ordinal,
             name: ctx
@@ -246,7 +261,7 @@ impl Gpu {
                 .total_mem()
                 .map_err(|e| driver(e, what("reading its memory size")))?,
         };
-        keep_freed_memory(&ctx).map_err(|e| driver(e, what("configuring its memory pool")))?;
+        configure_memory_pool(&ctx).map_err(|e| driver(e, what("configuring its memory pool")))?;
         let new_stream = || {
             ctx.new_stream()
                 .map_err(|e| driver(e, what("creating a stream")))
@@ -256,14 +271,17 @@ impl Gpu {
             .map(|_| new_stream())
             .collect::<Result<Vec<_>, _>>()?;
         let blas = blas_handles(&all, what);
-        let (upload, download, release) = if streams.copy_streams {
-            for _ in 0..3 {
-                all.push(new_stream()?);
-            }
-            (compute, compute + 1, compute + 2)
+        let (upload, download) = if streams.copy_streams {
+            all.push(new_stream()?);
+            all.push(new_stream()?);
+            (compute, compute + 1)
         } else {
-            (0, 0, 0)
+            (0, 0)
         };
+        // Its own stream even without copy streams: a free that waits for several compute
+        // streams must not hold one of them up.
+        all.push(new_stream()?);
+        let release = all.len() - 1;
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Ok(Gpu {
             inner: Arc::new(GpuInner {
@@ -283,6 +301,7 @@ impl Gpu {
                 progress: Progress::default(),
                 functions: Mutex::new(HashMap::new()),
                 blas,
+                broken: AtomicBool::new(false),
             }),
         })
     }
@@ -385,6 +404,24 @@ impl Gpu {
             "CUDA device {} ({}): {doing}",
             self.inner.info.ordinal, self.inner.info.name
         )
+    }
+
+    /// Marks the device as one whose logs may miss queued work (see `GpuInner::broken`).
+    pub(crate) fn mark_broken(&self) {
+        // Memory ordering: read by later frees on any thread, which need only the flag.
+        self.inner.broken.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether queued work may be missing from the logs.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.inner.broken.load(Ordering::SeqCst)
+    }
+
+    /// Returns a pinned block to the cache (or leaks it on a broken device).
+    pub(crate) fn give_back_block(&self, block: crate::pinned::Block, after: Vec<Recorded>) {
+        if !self.is_broken() {
+            self.inner.pinned.give_back(block, after);
+        }
     }
 
     /// Binds the device's context to the calling thread (raw driver calls need it).

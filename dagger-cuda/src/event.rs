@@ -62,19 +62,30 @@ impl Recorded {
     }
 
     /// Blocks the calling thread until the work before the event is done. On a worker
-    /// thread, other tasks run meanwhile; elsewhere the thread polls with growing pauses.
+    /// thread that is not already inside such a wait, other tasks run meanwhile (one level
+    /// only: a task run here that waits too polls, so waits never nest without bound on
+    /// the stack); elsewhere the thread polls with growing pauses.
     pub(crate) fn wait(&self) -> Result<(), Error> {
-        let mut pause = Duration::from_micros(2);
-        while !self.is_done()? {
-            if rayon::current_thread_index().is_some()
-                && rayon::yield_now() == Some(rayon::Yield::Executed)
-            {
-                continue;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_micros(100));
+        thread_local! {
+            static WAITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
-        Ok(())
+        let outermost = !WAITING.with(|w| w.replace(true));
+        let may_yield = outermost && rayon::current_thread_index().is_some();
+        let mut pause = Duration::from_micros(2);
+        let result = (|| {
+            while !self.is_done()? {
+                if may_yield && rayon::yield_now() == Some(rayon::Yield::Executed) {
+                    continue;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_micros(100));
+            }
+            Ok(())
+        })();
+        if outermost {
+            WAITING.with(|w| w.set(false));
+        }
+        result
     }
 }
 

@@ -3,6 +3,7 @@
 //! a block comes back with the events of the copies still using it, and is handed out
 //! again only once they are all done, as PyTorch's caching host allocator does.
 
+use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -57,28 +58,31 @@ struct Idle<E> {
     after: Vec<E>,
 }
 
-/// The pool: idle blocks by size class (powers of two from 4 KiB).
+/// The pool: idle blocks by size (see [`block_size`]).
 pub struct PinnedPool<M: HostMemory, E: Completion> {
     memory: M,
-    idle: Mutex<Vec<Vec<Idle<E>>>>,
+    idle: Mutex<HashMap<usize, Vec<Idle<E>>>>,
     idle_bytes: AtomicUsize,
     /// Idle memory above this is unpinned (blocks whose copies are done, oldest first).
     keep_bytes: usize,
     made: AtomicUsize,
 }
 
-const SMALLEST_CLASS: u32 = 12; // 4 KiB
+const SMALLEST: usize = 4 << 10;
+const LARGE: usize = 64 << 20;
+const LARGE_STEP: usize = 16 << 20;
 
-/// The size class of `bytes` and the block size it gets.
-fn class(bytes: usize) -> Result<(usize, usize), Error> {
-    let rounded = bytes
-        .max(1 << SMALLEST_CLASS)
-        .checked_next_power_of_two()
-        .ok_or_else(|| Error::InvalidUse(format!("{bytes} bytes of pinned memory do not fit")))?;
-    Ok((
-        (rounded.trailing_zeros() - SMALLEST_CLASS) as usize,
-        rounded,
-    ))
+/// The size of the block that serves `bytes`: a power of two from 4 KiB up to 64 MiB (few
+/// sizes, so blocks are found again), then a multiple of 16 MiB (at most a quarter wasted).
+pub fn block_size(bytes: usize) -> Result<usize, Error> {
+    let too_big = || Error::InvalidUse(format!("{bytes} bytes of pinned memory do not fit"));
+    if bytes <= LARGE {
+        Ok(bytes.max(SMALLEST).next_power_of_two())
+    } else {
+        bytes
+            .checked_next_multiple_of(LARGE_STEP)
+            .ok_or_else(too_big)
+    }
 }
 
 fn all_done<E: Completion>(after: &mut Vec<E>) -> Result<bool, Error> {
@@ -98,7 +102,7 @@ impl<M: HostMemory, E: Completion> PinnedPool<M, E> {
     pub fn new(memory: M, keep_bytes: usize) -> Self {
         PinnedPool {
             memory,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(HashMap::new()),
             idle_bytes: AtomicUsize::new(0),
             keep_bytes,
             made: AtomicUsize::new(0),
@@ -107,10 +111,10 @@ impl<M: HostMemory, E: Completion> PinnedPool<M, E> {
 
     /// A block of at least `bytes`: an idle one whose copies are done, or a new one.
     pub fn take(&self, bytes: usize) -> Result<Block, Error> {
-        let (class, size) = class(bytes)?;
+        let size = block_size(bytes)?;
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(blocks) = idle.get_mut(class) {
+            if let Some(blocks) = idle.get_mut(&size) {
                 for i in 0..blocks.len() {
                     if all_done(&mut blocks[i].after)? {
                         let block = blocks.remove(i).block;
@@ -129,22 +133,23 @@ impl<M: HostMemory, E: Completion> PinnedPool<M, E> {
 
     /// Takes `block` back; it is reused once every event in `after` is done.
     pub fn give_back(&self, block: Block, after: Vec<E>) {
-        let (class, _) = class(block.bytes).expect("a block's size has a class");
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() <= class {
-            idle.resize_with(class + 1, Vec::new);
-        }
         // Memory ordering: a statistic; the lock orders the blocks themselves.
         self.idle_bytes.fetch_add(block.bytes, Ordering::Relaxed);
-        idle[class].push(Idle { block, after });
+        idle.entry(block.bytes)
+            .or_default()
+            .push(Idle { block, after });
         if self.idle_bytes.load(Ordering::Relaxed) > self.keep_bytes {
             self.trim(&mut idle);
         }
     }
 
     /// Unpins finished idle blocks, largest first, until the idle memory fits the limit.
-    fn trim(&self, idle: &mut [Vec<Idle<E>>]) {
-        for blocks in idle.iter_mut().rev() {
+    fn trim(&self, idle: &mut HashMap<usize, Vec<Idle<E>>>) {
+        let mut sizes: Vec<usize> = idle.keys().copied().collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        for size in sizes {
+            let blocks = idle.get_mut(&size).expect("a key just listed");
             let mut i = 0;
             while i < blocks.len() && self.idle_bytes.load(Ordering::Relaxed) > self.keep_bytes {
                 if matches!(all_done(&mut blocks[i].after), Ok(true)) {
@@ -174,14 +179,20 @@ impl<M: HostMemory, E: Completion> PinnedPool<M, E> {
 impl<M: HostMemory, E: Completion> Drop for PinnedPool<M, E> {
     fn drop(&mut self) {
         let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
-        for Idle { block, mut after } in idle.into_iter().flatten() {
+        for Idle { block, mut after } in idle.into_values().flatten() {
             // A copy may still be in flight: unpinning under it would be a use after free.
-            // A failed poll means the context is dead and no copy will run again.
-            while let Ok(false) = all_done(&mut after) {
-                std::thread::sleep(Duration::from_micros(50));
+            loop {
+                match all_done(&mut after) {
+                    Ok(true) => break,
+                    Ok(false) => std::thread::sleep(Duration::from_micros(50)),
+                    // Unknown: the device failed. Keep (leak) the memory.
+                    Err(_) => break,
+                }
             }
-            // SAFETY: from `alloc`; every copy using it is done (or can never run).
-            unsafe { self.memory.free(block.ptr, block.bytes) };
+            if after.is_empty() {
+                // SAFETY: from `alloc`; every copy using it is done.
+                unsafe { self.memory.free(block.ptr, block.bytes) };
+            }
         }
     }
 }
@@ -315,6 +326,27 @@ mod tests {
         );
         finisher.join().unwrap();
         assert!(memory.live.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn block_sizes_are_few_and_waste_at_most_a_quarter_when_large() {
+        assert_eq!(block_size(1).unwrap(), 4096);
+        assert_eq!(block_size(5000).unwrap(), 8192);
+        assert_eq!(block_size(64 << 20).unwrap(), 64 << 20);
+        assert_eq!(block_size((64 << 20) + 1).unwrap(), 80 << 20);
+        let forty_gib = 40usize << 30;
+        assert_eq!(
+            block_size(forty_gib).unwrap(),
+            forty_gib,
+            "not rounded to 64 GiB"
+        );
+        for bytes in [(64 << 20) + 1, 100 << 20, (1 << 30) + 3] {
+            let size = block_size(bytes).unwrap();
+            assert!(
+                size >= bytes && size - bytes < (bytes / 4),
+                "{bytes} -> {size}"
+            );
+        }
     }
 
     #[test]

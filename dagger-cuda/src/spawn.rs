@@ -9,14 +9,23 @@ use crate::buffer::{DeviceBuffer, Element, HostCopy};
 use crate::stream::Stream;
 
 /// Calls `then(Ok(()))` once everything queued on `stream` so far is done, or
-/// `then(Err(Error::Device(..)))` if the device fails first. `then` runs on the device's
-/// progress thread: it may call CUDA, but should be short (hand long work to a task), as
-/// other completions wait for it. If the point cannot be recorded, `then` gets the error
-/// at once, on this thread.
+/// `then(Err(Error::Device(..)))` if the device fails first. `then` runs as a task of the
+/// default runtime (so it may call CUDA, block, or wait for handles); if that runtime
+/// cannot be reached, on the device's progress thread. If the point cannot be recorded,
+/// `then` gets the error at once, on this thread.
 pub fn when_done(stream: &Stream, then: impl FnOnce(Result<(), Error>) + Send + 'static) {
     let gpu = stream.gpu();
+    let _ = gpu.bind();
     match gpu.record(stream.id()) {
-        Ok(point) => gpu.inner.progress.watch(point, Box::new(then)),
+        Ok(point) => gpu.inner.progress.watch(
+            point,
+            Box::new(move |outcome| match dagger_core::default_runtime() {
+                // Not on the progress thread: a `then` that waits for another completion
+                // would wait for itself.
+                Ok(runtime) => drop(runtime.spawn(move || then(outcome))),
+                Err(_) => then(outcome),
+            }),
+        ),
         Err(error) => then(Err(error)),
     }
 }

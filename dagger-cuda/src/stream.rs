@@ -130,16 +130,24 @@ impl Stream {
     }
 
     /// Makes this stream wait (on the GPU) for earlier operations on `uses`' buffers
-    /// (placing a lent stream first).
+    /// (placing a lent stream first), with the device's context bound to this thread for
+    /// the operation that follows.
     pub(crate) fn order_after(&self, uses: &Uses<'_, Recorded>) -> Result<(), Error> {
+        self.gpu.bind()?;
         self.settle(uses);
         access::order_after(&self.gpu, self.id(), uses)
     }
 
     /// Records that the operation just queued used `uses`' buffers; returns the point
-    /// recorded (to poll for completion).
-    pub(crate) fn mark_done(&self, uses: &Uses<'_, Recorded>) -> Result<Recorded, Error> {
-        access::mark_done(&self.gpu, self.id(), uses)
+    /// recorded (to poll for completion). If the point cannot be recorded, the operation
+    /// is unknown to the logs: this waits for it instead, and if even that fails, marks
+    /// the device broken, so that no memory it may touch is freed or reused.
+    pub(crate) fn finish(&self, uses: &Uses<'_, Recorded>) -> Result<Recorded, Error> {
+        access::mark_done(&self.gpu, self.id(), uses).inspect_err(|_| {
+            if self.synchronize().is_err() {
+                self.gpu.mark_broken();
+            }
+        })
     }
 
     /// Row-major matrix multiply `c = alpha * a * b + beta * c` with cuBLAS (this stream's
@@ -210,7 +218,7 @@ impl Stream {
             }
             .map_err(|e| Error::Device(self.gpu.what(format!("cuBLAS gemm: {e:?}"))))
         })?;
-        self.mark_done(&uses).map(drop)
+        self.finish(&uses).map(drop)
     }
 
     pub(crate) fn same_device(&self, other: &Gpu) -> Result<(), Error> {
@@ -373,20 +381,18 @@ impl<'a> Launch<'a> {
     /// Queues the kernel on the stream, after the operations its buffers depend on.
     ///
     /// # Safety
-    /// The arguments must match the kernel's parameters in number, order and type, and
-    /// the kernel must stay within each buffer's length: neither can be checked here.
+    /// The arguments must match the kernel's parameters in number, order and type; the
+    /// kernel must stay within each buffer's length, write only buffers passed with
+    /// [`write`](Launch::write), and write only valid values of their element type (a
+    /// `bool` buffer holds only 0 and 1): none of this can be checked here.
     pub unsafe fn launch(mut self, config: LaunchConfig) -> Result<(), Error> {
         if let Some(error) = self.error.take() {
             return Err(error);
         }
         let gpu = self.stream.gpu();
         let function = gpu.function(self.kernel)?;
-        self.stream.order_after(&self.uses)?;
+        self.stream.order_after(&self.uses)?; // binds the context
         let mut params: Vec<*mut c_void> = self.params.iter_mut().map(|p| p.ptr()).collect();
-        gpu.inner
-            .ctx
-            .bind_to_thread()
-            .map_err(|e| driver(e, gpu.what("binding the context")))?;
         // SAFETY: the caller vouches for the arguments; each pointer in `params` points
         // into a boxed value that lives until this function returns.
         unsafe {
@@ -400,7 +406,7 @@ impl<'a> Launch<'a> {
             )
         }
         .map_err(|e| driver(e, gpu.what(format!("launching `{}`", self.kernel.name()))))?;
-        self.stream.mark_done(&self.uses).map(drop)
+        self.stream.finish(&self.uses).map(drop)
     }
 }
 

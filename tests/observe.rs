@@ -149,12 +149,49 @@ fn gantt_is_well_formed_svg_naming_every_task() {
         .map(|n| n.text().unwrap())
         .collect::<Vec<_>>()
         .join("|");
-    for name in ["make", "sum-up", "nap", "add", "worker 0", "time (ms)"] {
+    for name in [
+        "make",
+        "sum-up",
+        "nap",
+        "add",
+        "worker 0",
+        "time (ms)",
+        "dag! at tests",
+    ] {
         assert!(
             text.contains(name),
             "{name} missing from the chart text: {text}"
         );
     }
+    // Exactly one row per worker: the y axis labels name each worker once and nothing else.
+    let rows: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .filter(|t| t.starts_with("worker ") || t.starts_with("caller"))
+        .collect();
+    let mut workers: Vec<String> = trace.workers().iter().map(|w| w.to_string()).collect();
+    workers.sort();
+    let mut labelled: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    labelled.sort();
+    assert_eq!(labelled, workers, "one row per worker");
+    // The legend is below the rows, not in empty rows above them.
+    let y_of = |pick: &dyn Fn(&str) -> bool| -> Vec<f64> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter(|n| n.text().is_some_and(|t| pick(t.trim())))
+            .filter_map(|n| n.attribute("y")?.parse::<f64>().ok())
+            .collect()
+    };
+    let rows_y = y_of(&|t| t.starts_with("worker "));
+    let legend_y = y_of(&|t| t.starts_with("make ("));
+    assert!(!rows_y.is_empty() && !legend_y.is_empty(), "{rows_y:?} {legend_y:?}");
+    let lowest_row = rows_y.iter().cloned().fold(f64::MIN, f64::max);
+    assert!(
+        legend_y.iter().all(|&y| y > lowest_row),
+        "legend at {legend_y:?}, rows at {rows_y:?}"
+    );
     let rects = doc.descendants().filter(|n| n.has_tag_name("rect")).count();
     assert!(rects >= 8, "one bar per task, got {rects} rects");
 }

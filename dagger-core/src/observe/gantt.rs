@@ -11,13 +11,27 @@ use crate::error::Error;
 const WIDTH: u32 = 1100;
 const ROW_HEIGHT: u32 = 34;
 const MAX_LEGEND: usize = 12;
+const LEGEND_ROW: u32 = 20;
 
 fn draw_error(e: impl std::fmt::Display) -> Error {
     Error::Trace(format!("cannot draw the Gantt chart: {e}"))
 }
 
 impl Trace {
-    /// The trace as an SVG Gantt chart.
+    /// What the chart shows: the `dag!` it ran (by the first statement's location), or
+    /// how many runs.
+    fn run_label(&self) -> String {
+        match self.runs() {
+            [run] => match run.graph.and_then(|g| g.nodes().first()) {
+                Some(node) => format!("dag! at {}", node.location()),
+                None => "spawned tasks".to_owned(),
+            },
+            runs => format!("{} runs", runs.len()),
+        }
+    }
+
+    /// The trace as an SVG Gantt chart: one row per worker thread (and device stream),
+    /// the run named in the caption, the legend below.
     pub fn to_svg_gantt(&self) -> Result<String, Error> {
         // Rows: one per worker thread, then one per device stream.
         let mut rows: Vec<String> = self.workers().iter().map(|w| w.to_string()).collect();
@@ -47,34 +61,35 @@ impl Trace {
         let span_ms = ((t1.saturating_sub(t0)) as f64 / 1e6).max(1e-3);
         let row_count = rows.len().max(1);
         let legend_rows = summary.by_name.len().min(MAX_LEGEND + 1);
-        let height = 90 + ROW_HEIGHT * row_count as u32 + 20 * legend_rows as u32;
+        // The chart has exactly one row per worker or stream; the legend goes below it.
+        let chart_height = 90 + ROW_HEIGHT * row_count as u32;
+        let height = chart_height + 16 + LEGEND_ROW * legend_rows as u32;
 
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
             root.fill(&WHITE).map_err(draw_error)?;
+            let (upper, lower) = root.split_vertically(chart_height);
             let plural =
                 |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             let caption = format!(
-                "dagger: {}, {}, parallelism {:.2}",
+                "{}: {}, parallelism {:.2}",
+                self.run_label(),
                 plural(summary.tasks, "task"),
-                plural(summary.runs, "run"),
                 summary.parallelism
             );
-            // Extra rows above the workers leave room for the legend.
-            let top = row_count as f64 + legend_rows as f64 * 0.6;
-            let mut chart = ChartBuilder::on(&root)
+            let mut chart = ChartBuilder::on(&upper)
                 .caption(caption, ("sans-serif", 18))
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(120)
-                .build_cartesian_2d(0f64..span_ms * 1.02, -0.5f64..top)
+                .build_cartesian_2d(0f64..span_ms * 1.02, -0.5f64..row_count as f64 - 0.5)
                 .map_err(draw_error)?;
             let labels = rows.clone();
             chart
                 .configure_mesh()
                 .disable_y_mesh()
-                .y_labels(row_count + legend_rows + 1)
+                .y_labels(row_count)
                 .y_label_formatter(&|y| {
                     let row = y.round();
                     if (y - row).abs() < 1e-6 && row >= 0.0 && (row as usize) < labels.len() {
@@ -86,6 +101,7 @@ impl Trace {
                 .x_desc("time (ms)")
                 .draw()
                 .map_err(draw_error)?;
+            let mut legend = Vec::new();
             for stats in &summary.by_name {
                 let index = colour_of[stats.name];
                 let colour = Palette99::pick(index).to_rgba();
@@ -105,32 +121,31 @@ impl Trace {
                         };
                         Rectangle::new([(x0, row - 0.38), (x1, row + 0.38)], style)
                     });
-                let series = chart.draw_series(bars).map_err(draw_error)?;
+                chart.draw_series(bars).map_err(draw_error)?;
                 if index < MAX_LEGEND {
-                    series
-                        .label(format!(
+                    legend.push((
+                        colour,
+                        format!(
                             "{} ({}x, {})",
                             stats.name,
                             stats.count,
                             super::duration_text(stats.total_ns)
-                        ))
-                        .legend(move |(x, y)| {
-                            Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
-                        });
+                        ),
+                    ));
                 } else if stats.name == summary.by_name[MAX_LEGEND].name {
-                    series.label("other tasks").legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
-                    });
+                    legend.push((colour, "other tasks".to_owned()));
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.4))
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(draw_error)?;
+            let font = ("sans-serif", 13).into_font().color(&BLACK);
+            for (i, (colour, text)) in legend.into_iter().enumerate() {
+                let y = 8 + (LEGEND_ROW * i as u32) as i32;
+                lower
+                    .draw(&Rectangle::new([(132, y), (146, y + 10)], colour.filled()))
+                    .map_err(draw_error)?;
+                lower
+                    .draw(&Text::new(text, (154, y - 1), font.clone()))
+                    .map_err(draw_error)?;
+            }
             root.present().map_err(draw_error)?;
         }
         Ok(svg)

@@ -1,4 +1,4 @@
-//! One concept: every `#[task]` in the binary is listed by `dagger::registry()` with
+//! One concept: every `#[task]` in the binary is listed by `dagger::task::registry()` with
 //! its compile-time metadata, and can be found by name.
 
 use dagger::prelude::*;
@@ -15,7 +15,7 @@ fn lengths(words: &[String]) -> Vec<usize> {
 }
 
 fn main() {
-    for task in dagger::registry() {
+    for task in dagger::task::registry() {
         let params: Vec<String> = task
             .params()
             .iter()
@@ -30,7 +30,7 @@ fn main() {
             task.location()
         );
     }
-    let found = dagger::find_task("word-lengths").expect("registered");
+    let found = dagger::task::find_task("word-lengths").expect("registered");
     println!("\nfind_task(\"word-lengths\") = {found:?}");
     // The functions are still ordinary functions.
     println!("{:?}", lengths(&tokenize("a dagger tour")));

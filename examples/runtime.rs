@@ -14,7 +14,7 @@ fn combine(a: u64, b: u64) -> u64 {
 }
 
 fn main() -> Result<(), dagger::Error> {
-    let default = dagger::default_runtime()?;
+    let default = dagger::runtime::default_runtime()?;
     println!(
         "default runtime: {} threads (set DAGGER_THREADS to change)",
         default.threads()

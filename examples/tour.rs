@@ -121,7 +121,7 @@ fn main() -> Result<(), dagger::Error> {
     );
     println!("{}", g.to_dot());
 
-    let runtime = dagger::default_runtime()?;
+    let runtime = dagger::runtime::default_runtime()?;
     let start = Instant::now();
     let (top, lengths) = g.run_on(runtime)?;
     let parallel_time = start.elapsed();

@@ -57,9 +57,9 @@
 //!
 //! The function stays an ordinary function: same signature, callable as before. The
 //! attribute also emits a braced struct with the same name (in the type namespace) that
-//! implements [`Task`], carrying the task's compile-time metadata ([`TaskMeta`]: name,
+//! implements [`Task`](task::Task), carrying the task's compile-time metadata ([`TaskMeta`](task::TaskMeta): name,
 //! module, source location, parameter and return types). `use my_mod::load;` imports
-//! both. Non-generic tasks register themselves, and [`registry()`] lists every task
+//! both. Non-generic tasks register themselves, and [`registry()`](task::registry) lists every task
 //! linked into the binary:
 //!
 //! ```
@@ -73,8 +73,8 @@
 //! assert_eq!(parse("a,b\nc,d").len(), 2);                 // still a plain function
 //! assert_eq!(<parse as Task>::META.name(), "parse-csv");  // and a task
 //! assert_eq!(<parse as Task>::META.params()[0].ty(), "&str");
-//! assert!(dagger::registry().iter().any(|t| t.name() == "parse-csv"));
-//! assert_eq!(dagger::find_task("parse-csv").unwrap().function(), "parse");
+//! assert!(dagger::task::registry().iter().any(|t| t.name() == "parse-csv"));
+//! assert_eq!(dagger::task::find_task("parse-csv").unwrap().function(), "parse");
 //! ```
 //!
 //! Options: `name = "..."`. Misuse is a compile error pointing at the offending token:
@@ -210,13 +210,13 @@
 //!
 //! ### The graph without running it
 //!
-//! The shape is a compile-time constant: [`Dag::graph`] returns a `&'static` [`Graph`]
-//! with its [`Node`]s (task, accesses, source location and text) and [`Edge`]s (binding
-//! and [`Hazard`]); [`Dag::to_dot`] renders it for Graphviz.
+//! The shape is a compile-time constant: [`Dag::graph`] returns a `&'static` [`Graph`](graph::Graph)
+//! with its [`Node`](graph::Node)s (task, accesses, source location and text) and [`Edge`](graph::Edge)s (binding
+//! and [`Hazard`](graph::Hazard)); [`Dag::to_dot`] renders it for Graphviz.
 //!
 //! ```
 //! use dagger::prelude::*;
-//! use dagger::{AccessMode, Hazard};
+//! use dagger::graph::{AccessMode, Hazard};
 //!
 //! #[task]
 //! fn make() -> Vec<i32> { vec![3, 1, 2] }
@@ -246,7 +246,7 @@
 //!
 //! ## Failure
 //!
-//! `?` after a task that returns `Result<T, E>` (with `E` convertible into [`BoxError`]:
+//! `?` after a task that returns `Result<T, E>` (with `E` convertible into [`BoxError`](task::BoxError):
 //! any error type, `String` or `&str`) fails the graph on `Err`; a panicking node fails
 //! it too. [`Dag::run`] then returns an [`Error`] naming the task and its source
 //! location; nodes that depend on the failed node do not run, nodes already running
@@ -293,7 +293,7 @@
 //!
 //! ## Dynamic tasks (Dagger's `@spawn`)
 //!
-//! [`spawn`] returns a [`Handle`] at once. Handles passed to [`spawn_with`] become
+//! [`spawn`](fn@spawn) returns a [`Handle`] at once. Handles passed to [`spawn_with`] become
 //! dependencies: the task runs when they are ready and receives `&T` for `&handle`, `T`
 //! for `handle` (moved when it is the last handle), `Vec<&T>` / `Vec<T>` for a `Vec` of
 //! handles; several inputs go in a tuple. Tasks may spawn tasks and wait for them:
@@ -301,7 +301,7 @@
 //! running it waits for), never unrelated work, and when it must block a spare thread
 //! takes its place, so no program without a dependency cycle deadlocks, on any number of
 //! threads. Recursion is fine, 10,000 levels deep on the default 256 MiB worker stacks
-//! ([`RuntimeBuilder::stack_size`]); deeper recursion continues on spare threads:
+//! ([`RuntimeBuilder::stack_size`](runtime::RuntimeBuilder::stack_size)); deeper recursion continues on spare threads:
 //!
 //! ```
 //! use dagger::prelude::*;
@@ -335,13 +335,13 @@
 //!
 //! A finished task is freed as soon as no handle and no waiting task refers to it. Its
 //! memory is kept for the next tasks (per-thread free lists, and a shared depot of at most
-//! 256 MiB); [`release_task_memory`] hands the depot back to the system allocator after a
+//! 256 MiB); [`release_task_memory`](spawn::release_task_memory) hands the depot back to the system allocator after a
 //! very large graph.
 //!
 //! ## Data-dependency regions (Dagger's Datadeps)
 //!
-//! In a [`datadeps`] region, tasks declare how they access shared data objects
-//! ([`Data::read`], [`Data::write`]); the region orders them as the program order
+//! In a [`datadeps`](fn@datadeps) region, tasks declare how they access shared data objects
+//! ([`Data::read`](datadeps::Data::read), [`Data::write`](datadeps::Data::write)); the region orders them as the program order
 //! requires and runs the rest in parallel, then waits for all of them:
 //!
 //! ```
@@ -364,7 +364,7 @@
 //! A region task that returns `Result` goes through `Region::try_spawn`: an `Err` fails it,
 //! the tasks ordered after it do not run, and the region returns the error. Values made
 //! outside the runtime (a GPU callback, an I/O thread) enter the graph through
-//! [`promise`]: a [`Handle`] that tasks can depend on, and a [`Promise`] that completes it.
+//! [`promise`]: a [`Handle`] that tasks can depend on, and a [`Promise`](spawn::Promise) that completes it.
 //!
 //! ## GPU tasks and blocked arrays (features `cuda` and `array`)
 //!
@@ -473,20 +473,45 @@ macro_rules! __cuda_task_body {
     };
 }
 
+pub use dagger_core::{datadeps, promise, spawn, spawn_with, try_spawn_with};
+pub use dagger_core::{Dag, Error, Handle, Runtime};
+
+/// The static description of a `dag!`, known at compile time: [`Graph`](graph::Graph),
+/// its nodes, edges (with their hazards) and schedule.
+pub mod graph {
+    pub use dagger_core::{
+        Access, AccessMode, BoxedBody, Edge, Graph, Hazard, Node, NodeKind, Schedule,
+    };
+}
+
+/// Task metadata: the [`Task`](task::Task) trait that `#[task]` implements, the registry
+/// of tasks, source locations and the boxed error of a failed task.
+pub mod task {
+    pub use dagger_core::{find_task, registry, BoxError, Location, Param, Task, TaskMeta};
+}
+
+/// Dynamic tasks: what `spawn_with` takes as inputs, promises, and the task memory.
+pub mod spawn {
+    pub use dagger_core::{
+        release_task_memory, AllByRef, AllByValue, Apply, ByRef, ByValue, Input, IntoInput,
+        IntoInputs, Promise,
+    };
+}
+
+/// Data-dependency regions: the types of [`datadeps`](crate::datadeps()).
+pub mod datadeps {
+    pub use dagger_core::{Accesses, Data, DataAccess, Read, Region, Write};
+}
+
+/// The runtime's builder, the default runtime and its environment variable.
+pub mod runtime {
+    pub use dagger_core::{default_runtime, RuntimeBuilder, THREADS_ENV};
+}
+
 pub use dagger_core::observe;
-pub use dagger_core::{datadeps, Accesses, Data, DataAccess, Read, Region, Write};
-pub use dagger_core::{
-    default_runtime, find_task, registry, Access, AccessMode, BoxError, BoxedBody, Dag, Edge,
-    Error, Graph, Hazard, Location, Node, NodeKind, Param, Runtime, RuntimeBuilder, Schedule, Task,
-    TaskMeta, THREADS_ENV, TRACE_ENV,
-};
-pub use dagger_core::{
-    promise, release_task_memory, spawn, spawn_with, try_spawn_with, AllByRef, AllByValue, Apply,
-    ByRef, ByValue, Handle, Input, IntoInput, IntoInputs, Promise,
-};
 
 /// Makes a function a task: it stays callable as before, and becomes a graph node type
-/// that implements [`Task`]. See [the crate documentation](crate#task).
+/// that implements [`Task`](task::Task). See [the crate documentation](crate#task).
 pub use dagger_macros::task;
 
 /// Builds a [`Dag`] from a block with sequential semantics, checked at compile time.
@@ -495,9 +520,8 @@ pub use dagger_macros::dag;
 
 /// Everything a typical program needs: `use dagger::prelude::*;`.
 pub mod prelude {
-    pub use crate::{
-        dag, spawn, spawn_with, task, try_spawn_with, Dag, Error, Handle, Runtime, Task,
-    };
+    pub use crate::task::Task;
+    pub use crate::{dag, spawn, spawn_with, task, try_spawn_with, Dag, Error, Handle, Runtime};
 }
 
 /// The only path generated code uses. Not a public API: it may change in any release.

@@ -1,8 +1,8 @@
 //! The static description a `dag!` generates: nodes, edges and access kinds, known
 //! without running the graph.
 
+use dagger::graph::{AccessMode, Hazard, NodeKind};
 use dagger::prelude::*;
-use dagger::{AccessMode, Hazard, NodeKind};
 
 #[task]
 fn load(n: usize) -> Vec<f64> {
@@ -25,7 +25,7 @@ fn concat(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
     a
 }
 
-fn edges(graph: &dagger::Graph) -> Vec<(usize, usize, &'static str, Hazard)> {
+fn edges(graph: &dagger::graph::Graph) -> Vec<(usize, usize, &'static str, Hazard)> {
     let mut edges: Vec<_> = graph
         .edges()
         .iter()
@@ -35,7 +35,7 @@ fn edges(graph: &dagger::Graph) -> Vec<(usize, usize, &'static str, Hazard)> {
     edges
 }
 
-fn accesses(node: &dagger::Node) -> Vec<(&'static str, AccessMode)> {
+fn accesses(node: &dagger::graph::Node) -> Vec<(&'static str, AccessMode)> {
     node.accesses()
         .iter()
         .map(|a| (a.binding(), a.mode()))
@@ -168,7 +168,7 @@ fn dot_output_lists_every_node_and_edge() {
 
 #[test]
 fn the_graph_is_a_static_constant() {
-    fn build() -> &'static dagger::Graph {
+    fn build() -> &'static dagger::graph::Graph {
         dag! { let v = load(1); v }.graph()
     }
     assert!(std::ptr::eq(build(), build()), "one static per dag! block");

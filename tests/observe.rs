@@ -43,7 +43,7 @@ fn fail_if(flag: bool) -> Result<u64, String> {
 }
 
 /// An 8-node graph recorded on 2 threads.
-fn recorded() -> (Trace, &'static dagger::Graph) {
+fn recorded() -> (Trace, &'static dagger::graph::Graph) {
     let rt = runtime(2);
     let recorder = Recorder::new();
     let _guard = rt.observe(recorder.clone());
@@ -186,7 +186,10 @@ fn gantt_is_well_formed_svg_naming_every_task() {
     };
     let rows_y = y_of(&|t| t.starts_with("worker "));
     let legend_y = y_of(&|t| t.starts_with("make ("));
-    assert!(!rows_y.is_empty() && !legend_y.is_empty(), "{rows_y:?} {legend_y:?}");
+    assert!(
+        !rows_y.is_empty() && !legend_y.is_empty(),
+        "{rows_y:?} {legend_y:?}"
+    );
     let lowest_row = rows_y.iter().cloned().fold(f64::MIN, f64::max);
     assert!(
         legend_y.iter().all(|&y| y > lowest_row),

@@ -66,7 +66,7 @@ fn metadata() {
 
 #[test]
 fn registry_lists_non_generic_tasks() {
-    let registry = dagger::registry();
+    let registry = dagger::task::registry();
     let names: Vec<_> = registry.iter().map(|t| t.name()).collect();
     for expected in ["tokenize", "word-count", "nothing", "shout"] {
         assert!(
@@ -82,12 +82,12 @@ fn registry_lists_non_generic_tasks() {
     sorted.sort();
     assert_eq!(names, sorted, "sorted by name");
 
-    let entry = dagger::find_task("word-count").unwrap();
+    let entry = dagger::task::find_task("word-count").unwrap();
     assert_eq!(entry.function(), "count_words");
     let debug = format!("{entry:?}");
     assert!(
         debug.contains("\"word-count\"") && debug.contains("usize"),
         "{debug}"
     );
-    assert!(dagger::find_task("no-such-task").is_none());
+    assert!(dagger::task::find_task("no-such-task").is_none());
 }

@@ -3,12 +3,14 @@
 //! time (NVRTC, to CUBIN) and cuBLAS matrix multiply.
 //!
 //! The scheduler owns the ordering. Every [`DeviceBuffer`] keeps an access log (the last
-//! write and the reads since), and every operation on it — a kernel, a cuBLAS call, a copy,
-//! on whatever stream — first makes its stream wait for what it depends on, on the GPU
-//! ([`access`] has the rules). So an edge of the task graph between two GPU tasks becomes
-//! a stream wait, not a CPU wait; independent tasks get different streams; uploads and
-//! downloads run on copy streams of their own and overlap kernels. cudarc's own per-buffer
-//! event tracking is switched off.
+//! write and the reads since), and every operation on it (a kernel, a cuBLAS call, a
+//! copy, on whatever stream) first makes its stream wait, on the GPU, for what it depends
+//! on. So an edge of the task graph between two GPU tasks becomes a stream wait, not a CPU
+//! wait; independent tasks get different streams; uploads and downloads run on copy
+//! streams of their own and overlap kernels. Device memory is dagger's own (stream-ordered
+//! allocations, freed where no copy stream waits for a kernel), host transfers stage
+//! through a per-device cache of pinned blocks, and a per-device progress thread completes
+//! what waits for the GPU (and fails it if the device faults).
 //!
 //! Nothing CUDA is needed to build this crate: the driver, NVRTC and cuBLAS are loaded at
 //! run time. Without them every entry point returns a [`dagger_core::Error::Device`] that

@@ -45,7 +45,7 @@ use crate::spawn::TaskInfo;
 use crate::task::Location;
 
 pub use clock::Timestamp;
-pub use env::flush_env_trace;
+pub use env::{flush_env_trace, TRACE_ENV};
 #[cfg(feature = "progress")]
 pub use progress::Progress;
 pub use recorder::Recorder;

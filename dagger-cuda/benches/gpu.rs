@@ -409,10 +409,17 @@ fn tiny_chain(n: usize) -> Result<(), Error> {
     let mut x = gpu.zeros::<f32>(1)?;
     let ctx = gpu.context().clone();
     let raw_stream = ctx.new_stream().map_err(|e| Error::Device(e.to_string()))?;
-    let mut raw = raw_stream
+    let raw = raw_stream
         .alloc_zeros::<f32>(1)
         .map_err(|e| Error::Device(e.to_string()))?;
     let function = gpu.function(&TINY)?;
+    // Passed as a plain value: with cudarc's event tracking on, a `CudaSlice` argument
+    // would add an event record and a stream wait to every baseline launch.
+    let raw_ptr: u64 = {
+        use cudarc::driver::DevicePtr;
+        let (ptr, _sync) = raw.device_ptr(&raw_stream);
+        ptr
+    };
     let one = LaunchConfig {
         grid_dim: (1, 1, 1),
         block_dim: (32, 1, 1),
@@ -432,7 +439,7 @@ fn tiny_chain(n: usize) -> Result<(), Error> {
                 unsafe {
                     raw_stream
                         .launch_builder(&function)
-                        .arg(&mut raw)
+                        .arg(&raw_ptr)
                         .launch(one)
                 }
                 .map_err(|e| Error::Device(e.to_string()))?;

@@ -1,8 +1,8 @@
 //! Dependency translation: which earlier GPU operations a new one on some stream must wait
 //! for, so that buffers are read after they are written and written after they are read,
-//! whatever stream each operation ran on. This is what replaces cudarc's own per-buffer
-//! event tracking (switched off), and what turns an edge of the task graph between two GPU
-//! tasks into a stream wait instead of a CPU wait.
+//! whatever stream each operation ran on. dagger's memory is its own (cudarc's per-buffer
+//! event tracking never sees it); this is what orders it, and what turns an edge of the
+//! task graph between two GPU tasks into a stream wait instead of a CPU wait.
 //!
 //! The rules are generic over [`Streams`] (record a point, make a stream wait for one), so
 //! the CPU tests drive them with a recording fake instead of a GPU. Logs are locked one at

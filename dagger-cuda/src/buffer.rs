@@ -183,7 +183,7 @@ impl<T: Element> HostBuffer<T> {
 
     /// The contents, once copies into it are done (blocks until then).
     pub fn as_slice(&self) -> Result<&[T], Error> {
-        self.usable()?;
+        self.gpu.usable()?;
         let writes = self.lock().before_read(HOST);
         wait_all(&writes)?;
         // SAFETY: zeroed or written at creation; the copy into it that the log knows of
@@ -193,23 +193,12 @@ impl<T: Element> HostBuffer<T> {
 
     /// The contents, writable, once copies from and into it are done (blocks until then).
     pub fn as_mut_slice(&mut self) -> Result<&mut [T], Error> {
-        self.usable()?;
+        self.gpu.usable()?;
         let uses = self.lock().before_write(HOST);
         wait_all(&uses)?;
         // SAFETY: every copy from or into it is done, and a new one needs a borrow of
         // `self`, which the returned slice holds.
         Ok(unsafe { elements_mut(self.block.as_mut(), self.len) })
-    }
-
-    /// An error if a copy may be running that the log does not know of.
-    fn usable(&self) -> Result<(), Error> {
-        if self.gpu.is_broken() {
-            return Err(Error::Device(self.gpu.what(
-                "a copy could be neither recorded nor waited for; host buffers of this device \
-                 can no longer be read or written safely",
-            )));
-        }
-        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AccessLog<Recorded>> {
@@ -322,11 +311,21 @@ impl Gpu {
         let ptr = if bytes == 0 {
             0
         } else {
+            self.usable()?;
             // SAFETY: the caller bound the context; the stream is this device's; the memory
             // is written (zeroed or copied into) before any read the access log orders
             // after that write.
-            unsafe { cuda::malloc_async(stream.cuda().cu_stream(), bytes) }
-                .map_err(|e| driver(e, self.what(format!("allocating {bytes} bytes"))))?
+            let alloc = || unsafe { cuda::malloc_async(stream.cuda().cu_stream(), bytes) };
+            match alloc() {
+                // Memory freed on other streams is reused only once those frees are done
+                // (the pool may not add dependencies): wait for them, then try once more.
+                Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                    self.synchronize()?;
+                    alloc()
+                }
+                other => other,
+            }
+            .map_err(|e| driver(e, self.what(format!("allocating {bytes} bytes"))))?
         };
         Ok(DeviceBuffer {
             ptr,

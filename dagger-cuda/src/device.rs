@@ -262,6 +262,8 @@ impl Gpu {
                 .map_err(|e| driver(e, what("reading its memory size")))?,
         };
         configure_memory_pool(&ctx).map_err(|e| driver(e, what("configuring its memory pool")))?;
+        // With cudarc's event tracking on, the first stream made through a new context
+        // object synchronizes the device (a second `open_with` waits for work in flight).
         let new_stream = || {
             ctx.new_stream()
                 .map_err(|e| driver(e, what("creating a stream")))
@@ -410,6 +412,18 @@ impl Gpu {
     pub(crate) fn mark_broken(&self) {
         // Memory ordering: read by later frees on any thread, which need only the flag.
         self.inner.broken.store(true, Ordering::SeqCst);
+    }
+
+    /// An error once queued work may be missing from the logs: no new work is ordered by
+    /// logs that cannot be trusted.
+    pub(crate) fn usable(&self) -> Result<(), Error> {
+        if self.is_broken() {
+            return Err(Error::Device(self.what(
+                "work could be neither recorded nor waited for; this device can no longer \
+                 order new work safely (open it again in a new process)",
+            )));
+        }
+        Ok(())
     }
 
     /// Whether queued work may be missing from the logs.

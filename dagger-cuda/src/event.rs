@@ -69,23 +69,24 @@ impl Recorded {
         thread_local! {
             static WAITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
-        let outermost = !WAITING.with(|w| w.replace(true));
-        let may_yield = outermost && rayon::current_thread_index().is_some();
-        let mut pause = Duration::from_micros(2);
-        let result = (|| {
-            while !self.is_done()? {
-                if may_yield && rayon::yield_now() == Some(rayon::Yield::Executed) {
-                    continue;
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_micros(100));
+        /// Clears the flag when the outermost wait ends, however it ends.
+        struct Outermost;
+        impl Drop for Outermost {
+            fn drop(&mut self) {
+                WAITING.with(|w| w.set(false));
             }
-            Ok(())
-        })();
-        if outermost {
-            WAITING.with(|w| w.set(false));
         }
-        result
+        let outermost = (!WAITING.with(|w| w.replace(true))).then_some(Outermost);
+        let may_yield = outermost.is_some() && rayon::current_thread_index().is_some();
+        let mut pause = Duration::from_micros(2);
+        while !self.is_done()? {
+            if may_yield && rayon::yield_now() == Some(rayon::Yield::Executed) {
+                continue;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_micros(100));
+        }
+        Ok(())
     }
 }
 

@@ -118,6 +118,9 @@ impl<M: HostMemory, E: Completion> PinnedPool<M, E> {
                 for i in 0..blocks.len() {
                     if all_done(&mut blocks[i].after)? {
                         let block = blocks.remove(i).block;
+                        if blocks.is_empty() {
+                            idle.remove(&size);
+                        }
                         // Memory ordering: a statistic read under no other lock.
                         self.idle_bytes.fetch_sub(block.bytes, Ordering::Relaxed);
                         return Ok(block);
@@ -347,6 +350,33 @@ mod tests {
                 "{bytes} -> {size}"
             );
         }
+    }
+
+    /// A copy's event on a device that failed: its state is unknown.
+    struct FailedEvent;
+    impl Completion for FailedEvent {
+        fn is_done(&self) -> Result<bool, Error> {
+            Err(Error::Device(
+                "an illegal memory access was encountered".into(),
+            ))
+        }
+    }
+
+    #[test]
+    fn blocks_whose_copies_cannot_be_confirmed_are_never_reused_or_freed() {
+        let memory = FakeMemory::default();
+        let pool = PinnedPool::new(memory.clone(), 1 << 30);
+        let block = pool.take(100).unwrap();
+        let first = block.ptr();
+        pool.give_back(block, vec![FailedEvent]);
+        assert!(pool.take(100).is_err(), "the device's failure is reported");
+        drop(pool);
+        let live = memory.live.lock().unwrap();
+        assert_eq!(
+            *live,
+            vec![first.as_ptr() as usize],
+            "leaked rather than freed under a copy that may still run"
+        );
     }
 
     #[test]

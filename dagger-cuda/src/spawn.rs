@@ -6,27 +6,54 @@ use dagger_core::{Error, Handle};
 
 use crate::access::Streams;
 use crate::buffer::{DeviceBuffer, Element, HostCopy};
+use crate::progress::Then;
 use crate::stream::Stream;
 
 /// Calls `then(Ok(()))` once everything queued on `stream` so far is done, or
 /// `then(Err(Error::Device(..)))` if the device fails first. `then` runs as a task of the
-/// default runtime (so it may call CUDA, block, or wait for handles); if that runtime
-/// cannot be reached, on the device's progress thread. If the point cannot be recorded,
-/// `then` gets the error at once, on this thread.
+/// caller's runtime (the one whose worker calls this, else the default one), so it may
+/// call CUDA and wait for handles. It is called exactly once: if its task cannot run (no
+/// runtime can be reached), it gets that error.
 pub fn when_done(stream: &Stream, then: impl FnOnce(Result<(), Error>) + Send + 'static) {
+    let (landed, promise) = dagger_core::promise::<Result<(), Error>>();
+    let then = Once(Some(Box::new(then)));
+    let _detached = dagger_core::spawn_with(&landed, move |outcome: &Result<(), Error>| {
+        then.call(outcome.clone())
+    });
     let gpu = stream.gpu();
-    let _ = gpu.bind();
     match gpu.record(stream.id()) {
         Ok(point) => gpu.inner.progress.watch(
             point,
-            Box::new(move |outcome| match dagger_core::default_runtime() {
-                // Not on the progress thread: a `then` that waits for another completion
-                // would wait for itself.
-                Ok(runtime) => drop(runtime.spawn(move || then(outcome))),
-                Err(_) => then(outcome),
-            }),
+            // On the progress thread: only hands the outcome to the runtime.
+            Box::new(move |outcome| promise.complete_on_worker(Ok(outcome))),
         ),
-        Err(error) => then(Err(error)),
+        Err(error) => {
+            promise.complete(Ok(Err(error)));
+        }
+    }
+}
+
+/// A continuation called exactly once: by its task, or, if the task is dropped without
+/// running, with the reason.
+struct Once(Option<Then>);
+
+impl Once {
+    fn call(mut self, outcome: Result<(), Error>) {
+        if let Some(then) = self.0.take() {
+            then(outcome);
+        }
+    }
+}
+
+impl Drop for Once {
+    fn drop(&mut self) {
+        if let Some(then) = self.0.take() {
+            then(Err(Error::InvalidUse(
+                "the task that was to run a `when_done` continuation could not run \
+                 (its runtime could not be reached)"
+                    .into(),
+            )));
+        }
     }
 }
 

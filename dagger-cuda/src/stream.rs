@@ -133,6 +133,7 @@ impl Stream {
     /// (placing a lent stream first), with the device's context bound to this thread for
     /// the operation that follows.
     pub(crate) fn order_after(&self, uses: &Uses<'_, Recorded>) -> Result<(), Error> {
+        self.gpu.usable()?;
         self.gpu.bind()?;
         self.settle(uses);
         access::order_after(&self.gpu, self.id(), uses)
@@ -202,7 +203,7 @@ impl Stream {
             ldb: ki.max(1),
             ldc: ni.max(1),
         };
-        self.gpu.with_blas(self.index(), |blas| {
+        let multiplied = self.gpu.with_blas(self.index(), |blas| {
             // SAFETY: the lengths were checked above against m, n and k, the leading
             // dimensions match the row-major layout, and the handle's stream is this one.
             unsafe {
@@ -217,8 +218,11 @@ impl Stream {
                 )
             }
             .map_err(|e| Error::Device(self.gpu.what(format!("cuBLAS gemm: {e:?}"))))
-        })?;
-        self.finish(&uses).map(drop)
+        });
+        // A failed gemm may have queued part of its kernels: the logs hear of it either way.
+        let finished = self.finish(&uses);
+        multiplied?;
+        finished.map(drop)
     }
 
     pub(crate) fn same_device(&self, other: &Gpu) -> Result<(), Error> {

@@ -3,8 +3,8 @@
 use std::marker::PhantomData;
 
 use super::task::{take_value, Header, TaskRef};
-use super::wait::wait_for;
 use crate::error::Error;
+use crate::runtime::wait::wait_for;
 use crate::task::Location;
 
 /// The result of a spawned task, available once it has run. Cloning is cheap (the

@@ -5,9 +5,7 @@
 mod handle;
 mod inputs;
 mod memory;
-pub(crate) mod queue;
-mod task;
-pub(crate) mod wait;
+pub(crate) mod task;
 
 use std::sync::Arc;
 
@@ -18,7 +16,7 @@ pub use task::Header;
 pub(crate) use task::TaskRef;
 
 use crate::error::{BoxError, Error};
-use crate::lease::RuntimeRef;
+use crate::runtime::lease::RuntimeRef;
 use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
 pub(crate) use task::TaskInfo;
 use task::{complete_promise, promised_runtime, Job, Promised, Task};
@@ -299,7 +297,7 @@ pub fn promise<T: Send + Sync + 'static>() -> (Handle<T>, Promise<T>) {
 
 /// Waits for any task and returns its failure, if it failed.
 pub(crate) fn wait_any(task: &TaskRef) -> Result<(), Error> {
-    wait::wait_for(task.header());
+    crate::runtime::wait::wait_for(task.header());
     match task.header().failure() {
         Some(error) => Err(error.clone()),
         None => Ok(()),

@@ -20,11 +20,12 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicPtr, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{memory, queue};
+use super::memory;
 use crate::error::{panic_message, Error};
-use crate::lease::RuntimeRef;
 use crate::observe::{self, Worker};
+use crate::runtime::lease::RuntimeRef;
 use crate::runtime::Shared;
+use crate::runtime::{queue, wait};
 use crate::task::Location;
 
 const PENDING: u8 = 0;
@@ -699,9 +700,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         // SAFETY: this thread claimed the task: nothing else touches the job.
         let job = unsafe { (*self.job.get()).take() }.expect("a task runs once");
         // Memory ordering: Relaxed; a waiter that reads a stale 0 only helps less.
-        header
-            .runner
-            .store(super::wait::my_slot(), Ordering::Relaxed);
+        header.runner.store(wait::my_slot(), Ordering::Relaxed);
         let value = match header.failure() {
             Some(failure) => {
                 // An input failed: report it without running. Promises the job owned
@@ -740,7 +739,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         // SAFETY: each input is alive (the job holds a handle to it) while we take ours.
         job.inputs(&mut |input: &Header| inputs.push(unsafe { input.retain() }));
         for input in &inputs {
-            super::wait::wait_for_input(input.header());
+            wait::wait_for_input(input.header());
         }
         drop(inputs);
         // An input is done before it notifies its dependents: wait for the last notice,
@@ -763,7 +762,7 @@ impl<T: Send + Sync + 'static, J: Job<T> + 'static> Task<T, J> {
         let observed = observe::start_spawned(&shared.observers, shared.dynamic_run, info, || {
             Worker::in_pool(&shared.pool)
         });
-        let outcome = super::wait::in_task(|| catch_unwind(AssertUnwindSafe(|| job.run())));
+        let outcome = wait::in_task(|| catch_unwind(AssertUnwindSafe(|| job.run())));
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
             Ok(Err(error)) => {
@@ -1049,8 +1048,8 @@ fn schedule(task: ReadyTask) {
 fn queue_injected_job(shared: Arc<Shared>) {
     let pool = shared.clone();
     shared.pool.spawn(move || {
-        if super::wait::in_a_task() {
-            return super::wait::defer(move || queue_injected_job(pool));
+        if wait::in_a_task() {
+            return wait::defer(move || queue_injected_job(pool));
         }
         if let Some(task) = pool.queues.take_injected() {
             observe::stretch(|| run_chain(task));
@@ -1104,8 +1103,8 @@ fn queue_batch(shared: &Arc<Shared>, tasks: Vec<ReadyTask>) {
 fn queue_batch_job(shared: Arc<Shared>) {
     let pool = shared.clone();
     shared.pool.spawn(move || {
-        if super::wait::in_a_task() {
-            return super::wait::defer(move || queue_batch_job(pool));
+        if wait::in_a_task() {
+            return wait::defer(move || queue_batch_job(pool));
         }
         if let Some(batch) = pool.queues.steal_batch() {
             run_batch(&pool, batch);

@@ -1,5 +1,8 @@
 //! `Dag`: a `dag!` block ready to run, with its static graph.
 
+pub(crate) mod execute;
+pub(crate) mod slot;
+
 use std::marker::PhantomData;
 
 use crate::error::{BoxError, Error};

@@ -5,10 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::error::Error;
-use crate::lease;
 use crate::observe::{Attached, Observer, ObserverGuard, ObserverSet};
-use crate::spawn::queue::Queues;
-use crate::spawn::wait::{enter_thread, Waiting, DEFAULT_STACK_SIZE};
+use queue::Queues;
+use wait::{enter_thread, Waiting, DEFAULT_STACK_SIZE};
+
+pub(crate) mod lease;
+pub(crate) mod queue;
+pub(crate) mod wait;
 
 /// Worker threads that run graphs. Cheap to share by reference; one runtime runs any
 /// number of graphs, one after another or at the same time, and stays usable after a
@@ -22,7 +25,7 @@ thread_local! {
     static WORKER_OF: RefCell<Option<Arc<OnceLock<Weak<Shared>>>>> = const { RefCell::new(None) };
 }
 
-/// Makes this spare thread (see `spawn::wait`) run tasks for `shared`, as its workers do.
+/// Makes this spare thread (see `runtime::wait`) run tasks for `shared`, as its workers do.
 pub(crate) fn enter_spare(shared: &Arc<Shared>) {
     let slot = OnceLock::new();
     let _ = slot.set(Arc::downgrade(shared));

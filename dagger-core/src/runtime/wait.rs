@@ -42,8 +42,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::queue;
-use super::task::{run_after_inputs, run_chain, run_inline, Header, TaskRef};
 use crate::runtime::{current_runtime, enter_spare, leave_spare, Shared};
+use crate::spawn::task::{run_after_inputs, run_chain, run_inline, Header, TaskRef};
 
 /// The stack of a worker or spare thread when the builder sets none. Only what is used
 /// is committed; the rest is address space.

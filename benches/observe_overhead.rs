@@ -123,7 +123,10 @@ fn main() {
 
 fn compare(rt: &Runtime, threads: usize, rounds: usize, workload: &str, run: fn(&Runtime) -> u64) {
     // Recordings are kept until the end: dropping one is not part of recording, and each
-    // round records into fresh memory, as a program's first recording does.
+    // round records into fresh memory, as a program's first recording does. With
+    // `REUSE=1` each is dropped after its round instead: a program that records again and
+    // again (a recorder's buffers are reused by the next one).
+    let reuse = std::env::var_os("REUSE").is_some();
     let recordings = std::cell::RefCell::new(Vec::new());
     let mut contenders = [
         contender("observation off", || run(rt)),
@@ -135,7 +138,11 @@ fn compare(rt: &Runtime, threads: usize, rounds: usize, workload: &str, run: fn(
             let recorder = Recorder::new();
             let _g = rt.observe(recorder.clone());
             let tasks = run(rt);
-            recordings.borrow_mut().push((recorder, tasks));
+            if reuse {
+                assert_eq!(recorder.task_count() as u64, tasks, "every task recorded");
+            } else {
+                recordings.borrow_mut().push((recorder, tasks));
+            }
             tasks
         }),
     ];

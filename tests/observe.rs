@@ -784,3 +784,34 @@ fn tree_xor(depth: u32) -> u64 {
     let leaves = 1u64 << (depth - 1);
     (leaves..2 * leaves).fold(0, |acc, i| acc ^ i)
 }
+
+/// A recorder's buffers are reused by the next one (see `Recorder`): the next recording
+/// holds only its own runs and tasks, on any number of threads.
+#[test]
+fn a_new_recorder_sees_only_its_own_runs_and_tasks() {
+    watchdog(60, || {
+        let rt = runtime(2);
+        for round in 1..=5_u64 {
+            let recorder = Recorder::new();
+            let guard = rt.observe(recorder.clone());
+            let handles: Vec<_> = (0..100 * round).map(|i| rt.spawn(move || i)).collect();
+            for h in handles {
+                h.fetch().unwrap();
+            }
+            let (a, b) = dag! { let a = make(3); let b = total(&a); (a, b) }
+                .run_on(&rt)
+                .unwrap();
+            assert_eq!((a.len(), b), (3, 3));
+            drop(guard);
+            let trace = recorder.trace();
+            let graph_runs = trace.runs().iter().filter(|r| r.graph.is_some()).count();
+            assert_eq!(graph_runs, 1, "round {round}: one dag! run");
+            assert_eq!(
+                trace.tasks().len() as u64,
+                100 * round + 2,
+                "round {round}: its spawned tasks and two nodes, nothing older"
+            );
+            assert_eq!(recorder.task_count() as u64, 100 * round + 2);
+        }
+    });
+}

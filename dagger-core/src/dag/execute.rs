@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use crate::error::{panic_message, BoxError, Error};
 use crate::graph::Graph;
 use crate::observe::{
-    chain_view, observers_for_run, on_this_thread, ChainThread, Context, ContextKey, ObserverList,
-    RunInfo, Source, TaskEnd, TaskStart, ThreadLog, Timestamp, Worker,
+    chain_view, observers_for_run, on_this_thread, ChainThread, ObserverList, RunInfo, Source,
+    TaskEnd, TaskStart, Timestamp, Worker,
 };
 use crate::runtime::Runtime;
 
@@ -69,13 +69,10 @@ struct Observed<'a> {
 }
 
 impl Observed<'_> {
-    /// Where a chain starting on this thread runs, and this thread's log when a recorder
-    /// is the only observer: from the thread's view of its cache, or looked up.
-    fn chain_place(&self, pool: &rayon::ThreadPool) -> (Worker, Option<ThreadLog>) {
-        chain_view(self.version).unwrap_or_else(|| {
-            let log = self.observers.lone_recorder().and_then(|r| r.thread_log());
-            (Worker::in_pool(pool), log)
-        })
+    /// Where a chain starting on this thread runs: from the thread's view of its cache,
+    /// or looked up.
+    fn chain_place(&self, pool: &rayon::ThreadPool) -> Worker {
+        chain_view(self.version).unwrap_or_else(|| Worker::in_pool(pool))
     }
 }
 
@@ -89,14 +86,12 @@ enum ChainStart {
 }
 use ChainStart::{Forked, Started};
 
-/// Per chain of tasks on one worker: where it runs, when its last task ended, and this
-/// thread's log when a recorder is the only observer (nodes are written to it as they
-/// end, with no look-up), with the chain's context in it.
+/// Per chain of tasks on one worker: where it runs, and when its last task ended (the
+/// next one's start: one clock read per task).
 struct Clock<'t> {
     thread: ChainThread<'t>,
     worker: Worker,
     last: Option<Timestamp>,
-    log: Option<(ThreadLog, Context, ContextKey)>,
 }
 
 struct Run<'a> {
@@ -142,14 +137,8 @@ pub fn execute(
             start: Timestamp::now(),
         },
     });
-    // The run starts and ends on this thread.
-    let log = observed.as_ref().and_then(|o| o.chain_place(pool).1);
-    match (&observed, log) {
-        // SAFETY: `observers` holds the recorder; this thread took the log, and is
-        // running a run, so it is not exiting.
-        (Some(o), Some(log)) => unsafe { log.record_run_start(&o.info) },
-        (Some(o), None) => o.observers.run_started(&o.info),
-        _ => {}
+    if let Some(o) = &observed {
+        o.observers.run_started(&o.info);
     }
     let run = Run {
         graph,
@@ -187,11 +176,8 @@ pub fn execute(
     let error = error
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    match (&observed, log) {
-        // SAFETY: as at the start.
-        (Some(o), Some(log)) => unsafe { log.record_run_end(&o.info, error.as_ref()) },
-        (Some(o), None) => o.observers.run_finished(&o.info, error.as_ref()),
-        _ => {}
+    if let Some(o) = &observed {
+        o.observers.run_finished(&o.info, error.as_ref());
     }
     match error {
         Some(error) => Err(error),
@@ -206,23 +192,14 @@ impl<'a> Run<'a> {
         'a: 's,
     {
         on_this_thread(|thread| {
-            let mut clock = self.observed.as_ref().map(|observed| {
-                let (worker, log) = observed.chain_place(self.pool);
-                let context = Context {
-                    run: observed.info.id,
-                    graph: Some(self.graph),
-                    worker,
-                };
-                Clock {
-                    thread,
-                    worker,
-                    last: match start {
-                        Started(time) => time,
-                        Forked(Some(forked)) => thread.carried_since(forked),
-                        Forked(None) => None,
-                    },
-                    log: log.map(|log| (log, context, context.key())),
-                }
+            let mut clock = self.observed.as_ref().map(|observed| Clock {
+                thread,
+                worker: observed.chain_place(self.pool),
+                last: match start {
+                    Started(time) => time,
+                    Forked(Some(forked)) => thread.carried_since(forked),
+                    Forked(None) => None,
+                },
             });
             self.run_chain(scope, first, &mut clock);
         });
@@ -282,28 +259,18 @@ impl<'a> Run<'a> {
         node: usize,
     ) -> Result<(), Error> {
         let start = clock.last.take().unwrap_or_else(Timestamp::now);
-        // A lone recorder (the chain has its log) takes no starts.
-        if clock.log.is_none() {
-            observed.observers.task_started(|| TaskStart {
-                run: observed.info.id,
-                node,
-                worker: clock.worker,
-                time: start,
-                source: Source::Graph(self.graph),
-            });
-        }
+        observed.observers.task_started(|| TaskStart {
+            run: observed.info.id,
+            node,
+            worker: clock.worker,
+            time: start,
+            source: Source::Graph(self.graph),
+        });
         clock.thread.node_starting();
         let result = self.call(node);
         let end = Timestamp::now();
         clock.last = Some(end);
         let (device, bytes_moved) = clock.thread.node_ended(end);
-        let plain = result.is_ok() && device.is_none() && bytes_moved == 0;
-        if let (true, Some((log, context, key))) = (plain, &clock.log) {
-            // SAFETY: the run holds the observers, and so the recorder; the chain runs on
-            // the thread the log was taken on, which is running it and so not exiting.
-            unsafe { log.record_node(context, *key, node, start, end) };
-            return Ok(());
-        }
         let ended = TaskEnd {
             run: observed.info.id,
             node,

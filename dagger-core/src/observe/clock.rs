@@ -66,16 +66,6 @@ impl Timestamp {
         Timestamp(clock.clock.raw())
     }
 
-    /// The raw clock reading, for compact storage.
-    pub(crate) fn ticks(self) -> u64 {
-        self.0
-    }
-
-    /// The timestamp of a raw clock reading.
-    pub(crate) fn from_ticks(ticks: u64) -> Self {
-        Timestamp(ticks)
-    }
-
     /// Nanoseconds since the event clock started (early in the process).
     pub fn as_nanos(self) -> u64 {
         let c = clock();

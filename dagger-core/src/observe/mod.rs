@@ -12,17 +12,12 @@
 //!   to the next gives the first one's end as the next one's start (the time in between,
 //!   picking up the next task, is counted to it). A chain forked while this worker was
 //!   busy starts when its last task ended; anything else reads the clock.
-//! - A recorder is called directly, not through the trait, and writes to a log of the
-//!   calling thread's own without a lock: 8 bytes for a task that started when the one
-//!   before it on the thread ended (and, if spawned, has the next id), up to 24.
-//! - When a recorder is the only observer, a task makes no event structs: a spawned task
-//!   or a `dag!` chain takes the thread's log from the thread's view of its observer cache
-//!   and writes its entry there.
+//! - Every observer, a [`Recorder`] included, is called through the [`Observer`] trait at
+//!   one seam per task (start and end); the recorder appends a fixed-size record to its
+//!   thread's buffer, reused across recordings.
 //! - Names and locations are looked up when asked for ([`TaskEnd::name`]), not per task.
 //! - Workers keep the observer list in a thread-local cache, checked against a version
 //!   number per task; detaching an observer makes every worker let go of it.
-//! - Logs grow in 2 MiB chunks marked for huge pages (a fresh 4 KiB page costs a fault),
-//!   and the writer prefetches the lines it is about to write.
 
 mod chrome;
 mod clock;
@@ -49,7 +44,6 @@ pub use env::{flush_env_trace, TRACE_ENV};
 #[cfg(feature = "progress")]
 pub use progress::Progress;
 pub use recorder::Recorder;
-pub(crate) use recorder::{Context, ContextKey, ThreadLog};
 pub use summary::{NameStats, Summary};
 pub(crate) use thread::{
     chain_view, forget_cached_observers, forget_last_end, observers_for_run, on_this_thread,
@@ -224,24 +218,16 @@ pub trait Observer: Send + Sync {
     fn run_finished(&self, _run: &RunInfo, _error: Option<&Error>) {}
 }
 
-/// An attached observer. A [`Recorder`] is called directly, without dynamic dispatch
-/// and without the events of tasks it does not need (task starts).
-#[derive(Clone)]
-pub(crate) enum Attached {
-    Recorder(Recorder),
-    Other(Arc<dyn Observer>),
-}
+/// An attached observer.
+pub(crate) type Attached = Arc<dyn Observer>;
 
-impl Attached {
-    pub(crate) fn new<O: Observer + 'static>(observer: O) -> Attached {
-        match (&observer as &dyn std::any::Any).downcast_ref::<Recorder>() {
-            Some(recorder) => Attached::Recorder(recorder.clone()),
-            None => Attached::Other(Arc::new(Isolated {
-                observer,
-                panicked: AtomicBool::new(false),
-            })),
-        }
-    }
+/// `observer`, ready to attach: every observer, a [`Recorder`] included, is called through
+/// the trait, isolated from the workers (see [`Isolated`]).
+pub(crate) fn attached<O: Observer + 'static>(observer: O) -> Attached {
+    Arc::new(Isolated {
+        observer,
+        panicked: AtomicBool::new(false),
+    })
 }
 
 /// A user's observer, kept away from the workers' stacks: its panic is caught (a panic
@@ -289,62 +275,30 @@ impl<O: Observer> Observer for Isolated<O> {
 
 /// The observers attached to a runtime when a run or task started.
 pub(crate) struct ObserverList {
-    recorders: Box<[Recorder]>,
-    others: Box<[Arc<dyn Observer>]>,
+    observers: Box<[Attached]>,
 }
 
 impl ObserverList {
     pub(crate) fn run_started(&self, run: &RunInfo) {
-        self.recorders.iter().for_each(|r| r.run_started(run));
-        self.others.iter().for_each(|o| o.run_started(run));
+        self.observers.iter().for_each(|o| o.run_started(run));
     }
 
-    /// Tells the observers that want task starts; `start` is made only for them.
+    /// Tells the observers that a task starts.
     #[inline]
     pub(crate) fn task_started(&self, start: impl FnOnce() -> TaskStart) {
-        if !self.others.is_empty() {
-            let start = start();
-            self.others.iter().for_each(|o| o.task_started(&start));
-        }
-    }
-
-    /// Whether every observer is a recorder, which takes spawned tasks without a
-    /// `TaskEnd` ([`record_spawned`](Self::record_spawned)).
-    #[inline]
-    pub(crate) fn records_only(&self) -> bool {
-        self.others.is_empty()
-    }
-
-    /// The one recorder, when it is the only observer.
-    pub(crate) fn lone_recorder(&self) -> Option<&Recorder> {
-        match (&*self.recorders, &*self.others) {
-            ([recorder], []) => Some(recorder),
-            _ => None,
-        }
-    }
-
-    /// Records a spawned task that finished without an error or device notes (see
-    /// [`records_only`](Self::records_only)).
-    #[inline]
-    pub(crate) fn record_spawned(&self, context: recorder::Context, task: recorder::SpawnedTask) {
-        for recorder in self.recorders.iter() {
-            recorder.record_spawned(context, task);
-        }
+        let start = start();
+        self.observers.iter().for_each(|o| o.task_started(&start));
     }
 
     #[inline]
     pub(crate) fn task_finished(&self, end: &TaskEnd<'_>) {
-        for recorder in self.recorders.iter() {
-            recorder.record_task(end);
-        }
-        self.others.iter().for_each(|o| o.task_finished(end));
+        self.observers.iter().for_each(|o| o.task_finished(end));
     }
 
     pub(crate) fn run_finished(&self, run: &RunInfo, error: Option<&Error>) {
-        self.recorders
+        self.observers
             .iter()
-            .for_each(|r| r.run_finished(run, error));
-        self.others.iter().for_each(|o| o.run_finished(run, error));
+            .for_each(|o| o.run_finished(run, error));
     }
 }
 
@@ -368,18 +322,9 @@ struct List {
 
 impl List {
     fn changed(&mut self) {
-        let recorders = self.entries.iter().filter_map(|(_, a)| match a {
-            Attached::Recorder(recorder) => Some(recorder.clone()),
-            Attached::Other(_) => None,
-        });
-        let others = self.entries.iter().filter_map(|(_, a)| match a {
-            Attached::Recorder(_) => None,
-            Attached::Other(observer) => Some(observer.clone()),
-        });
         self.shared = (!self.entries.is_empty()).then(|| {
             Arc::new(ObserverList {
-                recorders: recorders.collect(),
-                others: others.collect(),
+                observers: self.entries.iter().map(|(_, o)| o.clone()).collect(),
             })
         });
     }

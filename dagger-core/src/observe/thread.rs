@@ -5,9 +5,8 @@
 //!   back to back, so that a task costs one clock read;
 //! - what a device backend noted about the running task;
 //! - a block of ids for spawned tasks;
-//! - a view of the cache that a spawned task reads without borrowing it: the observers,
-//!   this thread's worker number, and, when the observers are one recorder alone, this
-//!   thread's log in it, so that the task is recorded with no look-up at all.
+//! - a view of the cache that a spawned task reads without borrowing it: the observers
+//!   and this thread's worker number.
 //!
 //! The carried time is dropped whenever the thread stops running tasks (at the end of
 //! each [`stretch`]), so that a gap spent idle is never counted as a task's time. The
@@ -22,7 +21,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use super::recorder::{Context, SpawnedTask, ThreadLog};
 use super::{ObserverSet, Observers, Source, TaskEnd, TaskStart, Timestamp, Worker};
 use crate::error::Error;
 use crate::spawn::TaskInfo;
@@ -53,16 +51,13 @@ struct CacheView {
     version: Cell<u64>,
     /// The cached observers; `CACHED` holds a count while this is set.
     observers: Cell<*const Observers>,
-    /// This thread's log in the cached recorder, when it is the only observer.
-    log: Cell<Option<ThreadLog>>,
     /// This thread in the pool of the runtime the observers are attached to.
     worker: Cell<Worker>,
 }
 
 impl CacheView {
-    fn set(&self, version: u64, observers: &Observers, log: Option<ThreadLog>, worker: Worker) {
+    fn set(&self, version: u64, observers: &Observers, worker: Worker) {
         self.observers.set(observers);
-        self.log.set(log);
         self.worker.set(worker);
         self.version.set(version);
     }
@@ -85,7 +80,6 @@ impl CacheView {
     fn unset(&self) {
         self.version.set(0);
         self.observers.set(std::ptr::null());
-        self.log.set(None);
     }
 }
 
@@ -177,7 +171,6 @@ thread_local! {
             view: CacheView {
                 version: Cell::new(0),
                 observers: Cell::new(std::ptr::null()),
-                log: Cell::new(None),
                 worker: Cell::new(Worker::Caller),
             },
         }
@@ -199,9 +192,7 @@ fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
 /// the less is copied around its body.
 pub(crate) struct ObservedTask {
     observers: Rc<Observers>,
-    /// This thread's log in the lone recorder, when that is the only observer.
-    log: Option<ThreadLog>,
-    /// Its id, unique in the process; 0 while `log` is set (the log numbers the task).
+    /// Its id, unique in the process.
     node: usize,
     worker: Worker,
     time: Timestamp,
@@ -223,9 +214,7 @@ pub(crate) fn start_spawned(
     let task = with_state(|state| ObservedTask::from_view(state, version));
     // Checked in place: a task taken out of its `Option` and wrapped again is copied.
     match &task {
-        // A lone recorder (the task has its log) takes no starts.
-        Some(task) if task.log.is_none() => task.tell_start(run, info),
-        Some(_) => {}
+        Some(task) => task.tell_start(run, info),
         None => return start_after_refill(set, run, info, worker()),
     }
     task
@@ -242,18 +231,15 @@ fn start_after_refill(
 ) -> Option<ObservedTask> {
     let version = refill(set, worker)?;
     let task = with_state(|state| ObservedTask::from_view(state, version))?;
-    if task.log.is_none() {
-        task.tell_start(run, info);
-    }
+    task.tell_start(run, info);
     Some(task)
 }
 
-/// Caches the observers of `set` for spawned tasks on this thread, with this thread's log
-/// when they are one recorder alone; their version, or `None` when none are attached.
+/// Caches the observers of `set` for spawned tasks on this thread; their version, or
+/// `None` when none are attached.
 fn refill(set: &ObserverSet, worker: Worker) -> Option<u64> {
     let (version, observers) = cached_observers(set)?;
-    let log = observers.lone_recorder().and_then(|r| r.thread_log());
-    with_state(|state| state.view.set(version, &observers, log, worker));
+    with_state(|state| state.view.set(version, &observers, worker));
     Some(version)
 }
 
@@ -264,16 +250,9 @@ impl ObservedTask {
     fn from_view(state: &ThreadState, version: u64) -> Option<Self> {
         let observers = state.view.observers(version)?;
         let time = state.task_starting().unwrap_or_else(Timestamp::now);
-        let log = state.view.log.get();
         Some(ObservedTask {
             observers,
-            log,
-            // A lone recorder numbers the task when it writes it (no one else sees it):
-            // the next id of its log, which its entry leaves out.
-            node: match log {
-                Some(_) => 0,
-                None => state.fresh_id() as usize,
-            },
+            node: state.fresh_id() as usize,
             worker: state.view.worker.get(),
             time,
         })
@@ -300,59 +279,7 @@ impl ObservedTask {
     pub(crate) fn finish(&self, run: u64, info: TaskInfo, error: Option<&Error>) {
         let end = Timestamp::now();
         let (device, bytes_moved) = with_state(|state| state.task_ended(end));
-        let plain = error.is_none() && device.is_none() && bytes_moved == 0;
-        match self.log {
-            Some(log) if plain => {
-                // The log numbers the task itself (see `ObservedTask::from_view`).
-                let (context, task) = self.entry(run, info, end, None);
-                // SAFETY: `self.observers` keeps the recorder alive; the log was taken on
-                // this thread, which is running a task and so not exiting.
-                unsafe { log.record_spawned(context, task) }
-            }
-            _ => self.finish_looked_up(run, info, end, (device, bytes_moved), error),
-        }
-    }
-
-    /// The task as a recorder's entry, if it ended at `end`.
-    #[inline(always)]
-    fn entry(
-        &self,
-        run: u64,
-        info: TaskInfo,
-        end: Timestamp,
-        node: Option<usize>,
-    ) -> (Context, SpawnedTask) {
-        let context = Context {
-            run,
-            graph: None,
-            worker: self.worker,
-        };
-        let task = SpawnedTask {
-            info,
-            node,
-            start: self.time,
-            end,
-        };
-        (context, task)
-    }
-
-    /// `finish` for a task that is not recorded straight into a log.
-    #[inline(never)]
-    fn finish_looked_up(
-        &self,
-        run: u64,
-        info: TaskInfo,
-        end: Timestamp,
-        notes: DeviceNotes,
-        error: Option<&Error>,
-    ) {
-        let (device, bytes_moved) = notes;
-        let plain = error.is_none() && device.is_none() && bytes_moved == 0;
-        if plain && self.observers.records_only() {
-            let (context, task) = self.entry(run, info, end, Some(self.node));
-            return self.observers.record_spawned(context, task);
-        }
-        let end = TaskEnd {
+        self.observers.task_finished(&TaskEnd {
             run,
             node: self.node,
             worker: self.worker,
@@ -362,8 +289,7 @@ impl ObservedTask {
             bytes_moved,
             error,
             source: Source::Spawned(info),
-        };
-        self.observers.task_finished(&end);
+        });
     }
 }
 
@@ -412,13 +338,12 @@ pub(crate) fn observers_for_run(
 }
 
 /// For a chain of a static run whose observers are of `version` (see [`RunObservers`]):
-/// this thread in the runtime's pool, and its log in a lone recorder, when this thread's
-/// view holds those observers.
+/// this thread in the runtime's pool, when this thread's view holds those observers.
 #[inline]
-pub(crate) fn chain_view(version: u64) -> Option<(Worker, Option<ThreadLog>)> {
+pub(crate) fn chain_view(version: u64) -> Option<Worker> {
     with_state(|state| {
         let view = &state.view;
-        (version != 0 && view.version.get() == version).then(|| (view.worker.get(), view.log.get()))
+        (version != 0 && view.version.get() == version).then(|| view.worker.get())
     })
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::error::Error;
-use crate::observe::{Attached, Observer, ObserverGuard, ObserverSet};
+use crate::observe::{attached, Attached, Observer, ObserverGuard, ObserverSet};
 use queue::Queues;
 use wait::{enter_thread, Waiting, DEFAULT_STACK_SIZE};
 
@@ -100,7 +100,7 @@ impl Runtime {
 
     /// Attaches an observer until the returned guard is dropped.
     pub fn observe(&self, observer: impl Observer + 'static) -> ObserverGuard<'_> {
-        let id = self.shared.observers.attach(Attached::new(observer));
+        let id = self.shared.observers.attach(attached(observer));
         ObserverGuard {
             set: &self.shared.observers,
             pool: &self.shared.pool,
@@ -165,7 +165,7 @@ impl RuntimeBuilder {
 
     /// Attaches an observer for the runtime's whole life.
     pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
-        self.observers.push(Attached::new(observer));
+        self.observers.push(attached(observer));
         self
     }
 
@@ -215,7 +215,7 @@ impl RuntimeBuilder {
             observers.attach(observer);
         }
         if let Some(recorder) = crate::observe::env::env_recorder() {
-            observers.attach(Attached::Recorder(recorder));
+            observers.attach(attached(recorder));
         }
         let shared = Arc::new(Shared {
             pool,

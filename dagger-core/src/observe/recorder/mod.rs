@@ -1,27 +1,26 @@
-//! `Recorder`: an observer that keeps every event it sees, for export as a `Trace`.
+//! `Recorder`: an ordinary [`Observer`] that keeps every run and task it sees, for export
+//! as a [`Trace`].
 //!
-//! Recording is on the hot path of every task, so each thread appends to a log of its
-//! own, without a lock (see [`log`]): 8 to 16 bytes for a graph node, 8 to 24 for a
-//! spawned task. The runtime keeps a thread's log at hand ([`ThreadLog`]) while a
-//! recorder is the only observer, and writes to it directly.
-//! Entries become [`TaskRecord`]s only when a trace is taken.
+//! Each thread appends fixed-size records to a buffer of its own (one per thread slot,
+//! see [`slots`]), under an uncontended lock. Buffers are reused across recordings: a
+//! dropped recorder's buffers keep their memory for the next recorder (a fresh page costs
+//! a fault of about 2 µs on our VM, which per task would cost more than the record).
+//! What is rare (a failure, device notes) is boxed, so that a record stays small. Records
+//! become [`TaskRecord`]s only when a trace is taken.
 
-mod chunk;
-mod log;
 mod slots;
 
 use std::collections::HashMap;
-use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-pub(crate) use self::log::{Context, ContextKey, SpawnedTask};
-use self::log::{Log, RunEntry, TaskEntry, Writing};
 use super::trace::{RunRecord, TaskRecord, Trace};
-use super::{Observer, RunInfo, Source, TaskEnd, Timestamp};
+use super::{Observer, RunInfo, Source, TaskEnd, Timestamp, Worker};
 use crate::error::Error;
 
 /// Records runs and tasks. Attach it to a runtime (`Runtime::observe`, or the builder's
-/// `observer`), run graphs, then take a [`Trace`]. Cloning shares the recording.
+/// `observer`), run graphs, then take a [`Trace`]. Cloning shares the recording. A record
+/// takes 72 bytes; when the last clone is dropped, its buffers (up to 256 MiB in all) are
+/// kept for the next recorder, so that recording again does not fault in fresh pages.
 #[derive(Clone)]
 pub struct Recorder {
     inner: Arc<Inner>,
@@ -29,20 +28,54 @@ pub struct Recorder {
 
 struct Inner {
     origin: Timestamp,
-    /// One log per thread slot, made on the thread's first task.
-    logs: Box<[OnceLock<Box<Log>>]>,
-    /// The log of threads without a slot, written under `overflow_lock`.
-    overflow: Log,
-    overflow_lock: Mutex<()>,
+    /// One buffer per thread slot, then one for threads without a slot.
+    buffers: Box<[Mutex<Vec<Record>>]>,
 }
 
-impl Inner {
-    fn logs(&self) -> impl Iterator<Item = &Log> {
-        self.logs
-            .iter()
-            .filter_map(|log| log.get().map(|log| &**log))
-            .chain([&self.overflow])
+/// Emptied buffers of dropped recorders, with their memory, for the next ones.
+static SPARE: Mutex<Vec<Vec<Record>>> = Mutex::new(Vec::new());
+
+/// Spare buffer memory kept at most, in records (about 256 MiB).
+const SPARE_RECORDS: usize = (256 << 20) / std::mem::size_of::<Record>();
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut spare = lock(&SPARE);
+        let mut kept: usize = spare.iter().map(Vec::capacity).sum();
+        for buffer in self.buffers.iter_mut() {
+            let mut buffer = std::mem::take(buffer.get_mut().unwrap_or_else(|e| e.into_inner()));
+            if buffer.capacity() > 0 && kept + buffer.capacity() <= SPARE_RECORDS {
+                buffer.clear();
+                kept += buffer.capacity();
+                spare.push(buffer);
+            }
+        }
     }
+}
+
+/// One event, in the buffer of the thread it happened on.
+enum Record {
+    Task(TaskEntry),
+    RunStart(RunInfo),
+    RunEnd { id: u64, error: Option<Box<str>> },
+}
+
+/// One finished task.
+struct TaskEntry {
+    run: u64,
+    node: usize,
+    source: Source,
+    worker: Worker,
+    start: Timestamp,
+    end: Timestamp,
+    rare: Option<Box<Rare>>,
+}
+
+/// What few tasks have.
+struct Rare {
+    device: Option<(String, u32)>,
+    bytes_moved: u64,
+    error: Option<String>,
 }
 
 impl Default for Recorder {
@@ -59,7 +92,7 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -69,82 +102,55 @@ impl Recorder {
         Recorder {
             inner: Arc::new(Inner {
                 origin: Timestamp::now(),
-                logs: (0..slots::SLOTS).map(|_| OnceLock::new()).collect(),
-                overflow: Log::default(),
-                overflow_lock: Mutex::new(()),
+                buffers: (0..=slots::SLOTS).map(|_| Mutex::default()).collect(),
             }),
         }
     }
 
     /// How many tasks have been recorded so far.
     pub fn task_count(&self) -> usize {
-        self.inner.logs().map(Log::count).sum()
+        let tasks = |b: &Vec<Record>| b.iter().filter(|r| matches!(r, Record::Task(_))).count();
+        self.inner.buffers.iter().map(|b| tasks(&lock(b))).sum()
     }
 
     /// Everything recorded so far, tasks sorted by start time. A run ends when its last
     /// task does.
     pub fn trace(&self) -> Trace {
-        let origin = self.inner.origin;
-        let ns = |t: Timestamp| t.nanos_since(origin);
-        let mut runs = Vec::new();
-        let mut ended = HashMap::new();
-        let mut tasks = Vec::with_capacity(self.task_count());
-        for log in self.inner.logs() {
-            let record_task = |context: &log::Context, entry: TaskEntry<'_>| {
-                let record = |node: usize, source: Source, start, end| TaskRecord {
-                    run: context.run,
-                    node,
-                    name: source.name(node),
-                    location: source.location(node),
-                    worker: context.worker,
-                    start_ns: ns(start),
-                    end_ns: ns(end),
-                    device: None,
-                    bytes_moved: 0,
-                    error: None,
-                };
-                tasks.push(match entry {
-                    TaskEntry::Node { node, start, end } => match context.graph {
-                        Some(graph) => record(node, Source::Graph(graph), start, end),
-                        None => unreachable!("dagger: a node entry outside a graph"),
-                    },
-                    TaskEntry::Spawned {
-                        info,
-                        node,
-                        start,
-                        end,
-                    } => record(node, Source::Spawned(info), start, end),
-                    TaskEntry::Rare(rare) => TaskRecord {
-                        device: rare.device.clone(),
-                        bytes_moved: rare.bytes_moved,
-                        error: rare.error.clone(),
-                        ..record(rare.node, rare.source, rare.start, rare.end)
-                    },
-                });
-            };
-            let record_run = |entry: RunEntry<'_>| match entry {
-                RunEntry::Start {
-                    id,
-                    graph,
-                    tasks,
-                    threads,
-                    nested,
-                    start,
-                } => runs.push(RunRecord {
-                    id,
-                    graph,
-                    tasks,
-                    threads,
-                    nested,
-                    start_ns: ns(start),
-                    end_ns: None,
-                    error: None,
-                }),
-                RunEntry::End { id, error } => {
-                    ended.insert(id, error.map(str::to_owned));
+        let ns = |t: Timestamp| t.nanos_since(self.inner.origin);
+        let (mut tasks, mut runs, mut ended) = (Vec::new(), Vec::new(), HashMap::new());
+        for buffer in self.inner.buffers.iter() {
+            for record in lock(buffer).iter() {
+                match record {
+                    Record::Task(r) => {
+                        let rare = r.rare.as_deref();
+                        tasks.push(TaskRecord {
+                            run: r.run,
+                            node: r.node,
+                            name: r.source.name(r.node),
+                            location: r.source.location(r.node),
+                            worker: r.worker,
+                            start_ns: ns(r.start),
+                            end_ns: ns(r.end),
+                            device: rare.and_then(|rare| rare.device.clone()),
+                            bytes_moved: rare.map_or(0, |rare| rare.bytes_moved),
+                            error: rare.and_then(|rare| rare.error.clone()),
+                        });
+                    }
+                    Record::RunStart(run) => runs.push(RunRecord {
+                        id: run.id,
+                        graph: run.graph,
+                        tasks: run.tasks,
+                        threads: run.threads,
+                        nested: run.nested,
+                        start_ns: ns(run.start),
+                        end_ns: None,
+                        error: None,
+                    }),
+                    Record::RunEnd { id, error } => {
+                        ended.insert(*id, error.as_deref().map(str::to_owned));
+                    }
                 }
-            };
-            log.read(record_task, record_run);
+            }
         }
         let mut last_end = HashMap::new();
         for task in &tasks {
@@ -158,121 +164,60 @@ impl Recorder {
                 run.error = error;
             }
         }
+        runs.sort_by_key(|run| run.start_ns);
         Trace::new(runs, tasks)
     }
 
-    /// Forgets everything recorded so far.
+    /// Forgets everything recorded so far (the buffers are kept for the next recording).
     pub fn clear(&self) {
-        self.inner.logs().for_each(Log::clear);
+        self.inner.buffers.iter().for_each(|b| lock(b).clear());
     }
-}
 
-impl Recorder {
-    /// Runs `write` with the calling thread's log.
+    /// Appends `record` to the calling thread's buffer.
     #[inline]
-    fn write(&self, write: impl FnOnce(Writing<'_>)) {
-        let Some(slot) = slots::current() else {
-            return self.write_overflow(write);
-        };
-        let log = self.inner.logs[slot].get_or_init(Box::default);
-        // SAFETY: no other live thread has this slot, and a `Writing` does not call back
-        // into observers, so this is the log's only writer now.
-        write(unsafe { log.writing() });
-    }
-
-    /// `write` for a thread without a slot.
-    #[cold]
-    fn write_overflow(&self, write: impl FnOnce(Writing<'_>)) {
-        let _only_writer = lock(&self.inner.overflow_lock);
-        // SAFETY: the lock makes this the overflow log's only writer.
-        write(unsafe { self.inner.overflow.writing() });
-    }
-
-    /// Records a spawned task that finished without an error or device notes.
-    #[inline(always)]
-    pub(crate) fn record_spawned(&self, context: Context, task: SpawnedTask) {
-        self.write(|mut log| log.spawned_task(context, task));
-    }
-
-    /// The calling thread's log, for writing to it without looking it up each time;
-    /// `None` on a thread without a slot.
-    pub(crate) fn thread_log(&self) -> Option<ThreadLog> {
-        let slot = slots::current()?;
-        let log = self.inner.logs[slot].get_or_init(Box::default);
-        Some(ThreadLog(NonNull::from(&**log)))
-    }
-
-    /// Records a finished task: what `task_finished` does, for the runtime's direct call.
-    #[inline(always)]
-    pub(crate) fn record_task(&self, task: &TaskEnd<'_>) {
-        self.write(|mut log| log.task(task));
-    }
-}
-
-/// One thread's log in a recorder (see [`Recorder::thread_log`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ThreadLog(NonNull<Log>);
-
-impl ThreadLog {
-    /// Records a spawned task that finished without an error or device notes.
-    ///
-    /// # Safety
-    /// The recorder is alive, this is the thread the log was taken on, and that thread
-    /// still has the slot it had then (it is not exiting).
-    #[inline(always)]
-    pub(crate) unsafe fn record_spawned(self, context: Context, task: SpawnedTask) {
-        // SAFETY: the recorder, and so the log, is alive; the slot makes this thread the
-        // log's only writer, and a `Writing` does not call back into observers.
-        unsafe { self.0.as_ref().writing() }.spawned_task(context, task);
-    }
-
-    /// Records a run's start.
-    ///
-    /// # Safety
-    /// As for [`record_spawned`](Self::record_spawned).
-    pub(crate) unsafe fn record_run_start(self, run: &RunInfo) {
-        // SAFETY: as in `record_spawned`.
-        unsafe { self.0.as_ref().writing() }.run_start(run);
-    }
-
-    /// Records a run's end, with its error if it failed.
-    ///
-    /// # Safety
-    /// As for [`record_spawned`](Self::record_spawned).
-    pub(crate) unsafe fn record_run_end(self, run: &RunInfo, error: Option<&Error>) {
-        // SAFETY: as in `record_spawned`.
-        unsafe { self.0.as_ref().writing() }.run_end(run, error.map(|e| e.to_string()));
-    }
-
-    /// Records node `node` of `context`'s graph (`key` is the context's key), which
-    /// finished without an error or device notes.
-    ///
-    /// # Safety
-    /// As for [`record_spawned`](Self::record_spawned).
-    #[inline(always)]
-    pub(crate) unsafe fn record_node(
-        self,
-        context: &Context,
-        key: ContextKey,
-        node: usize,
-        start: Timestamp,
-        end: Timestamp,
-    ) {
-        // SAFETY: as in `record_spawned`.
-        unsafe { self.0.as_ref().writing() }.node_task(context, key, node, start, end);
+    fn push(&self, record: Record) {
+        let slot = slots::current().unwrap_or(slots::SLOTS);
+        let mut buffer = lock(&self.inner.buffers[slot]);
+        if buffer.capacity() == 0 {
+            // This thread's first event in this recording: reuse a dropped one's memory.
+            if let Some(spare) = lock(&SPARE).pop() {
+                *buffer = spare;
+            }
+        }
+        buffer.push(record);
     }
 }
 
 impl Observer for Recorder {
     fn run_started(&self, run: &RunInfo) {
-        self.write(|mut log| log.run_start(run));
+        self.push(Record::RunStart(*run));
     }
 
+    #[inline]
     fn task_finished(&self, task: &TaskEnd<'_>) {
-        self.record_task(task);
+        let rare =
+            (task.error.is_some() || task.device.is_some() || task.bytes_moved > 0).then(|| {
+                Box::new(Rare {
+                    device: task.device.map(|(d, s)| (d.to_owned(), s)),
+                    bytes_moved: task.bytes_moved,
+                    error: task.error.map(Error::to_string),
+                })
+            });
+        self.push(Record::Task(TaskEntry {
+            run: task.run,
+            node: task.node,
+            source: task.source,
+            worker: task.worker,
+            start: task.start,
+            end: task.end,
+            rare,
+        }));
     }
 
     fn run_finished(&self, run: &RunInfo, error: Option<&Error>) {
-        self.write(|mut log| log.run_end(run, error.map(|e| e.to_string())));
+        self.push(Record::RunEnd {
+            id: run.id,
+            error: error.map(|e| e.to_string().into_boxed_str()),
+        });
     }
 }

@@ -1,5 +1,5 @@
 //! Small numbers for threads, handed back when a thread exits and reused, so that a
-//! recorder can keep one log per thread in a fixed table.
+//! recorder can keep one buffer per thread in a fixed table.
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -30,10 +30,8 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // From now on this thread has no slot (other destructors may still record), and
-        // no direct path to the log of its old one.
+        // From now on this thread has no slot (other destructors may still record).
         CACHED.with(|cached| cached.set(NO_SLOT));
-        crate::observe::forget_cached_observers();
         if let Some(slot) = self.0 {
             // The mutex orders everything this thread wrote to its logs before the next
             // owner of the slot writes to them.

@@ -211,11 +211,13 @@ impl RuntimeBuilder {
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
         let observers = ObserverSet::default();
-        for observer in self.observers {
-            observers.attach(observer);
-        }
+        // The DAGGER_TRACE recorder first: observers are called in the order they were
+        // attached, so a user's `run_finished` finds the run recorded.
         if let Some(recorder) = crate::observe::env::env_recorder() {
             observers.attach(attached(recorder));
+        }
+        for observer in self.observers {
+            observers.attach(observer);
         }
         let shared = Arc::new(Shared {
             pool,

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::sync::Mutex;
 
-/// Threads beyond this many at once share one locked log.
+/// Threads beyond this many at once share one buffer.
 pub(super) const SLOTS: usize = 256;
 
 /// The next never-used slot, and the slots handed back.
@@ -33,7 +33,7 @@ impl Drop for Slot {
         // From now on this thread has no slot (other destructors may still record).
         CACHED.with(|cached| cached.set(NO_SLOT));
         if let Some(slot) = self.0 {
-            // The mutex orders everything this thread wrote to its logs before the next
+            // The mutex orders everything this thread wrote to its buffers before the next
             // owner of the slot writes to them.
             FREE.lock().unwrap_or_else(|e| e.into_inner()).1.push(slot);
         }

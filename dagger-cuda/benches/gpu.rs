@@ -67,6 +67,17 @@ fn refined_bound(h2d: Duration, kernel: Duration, d2h: Duration, k: usize) -> Du
     slowest + (h2d + kernel + d2h - slowest) / k.max(1) as u32
 }
 
+/// Device 0 with everything on one stream: the baseline the streams are measured against.
+fn one_stream() -> Result<Gpu, Error> {
+    Gpu::open_with(
+        0,
+        StreamCounts {
+            compute: 1,
+            copy_streams: false,
+        },
+    )
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -131,13 +142,7 @@ fn timed(gpu: &Gpu, f: impl FnOnce() -> Result<(), Error>) -> Result<Duration, E
 
 fn pipeline(k: usize, len: usize, iterations: u32) -> Result<(), Error> {
     let gpu = Gpu::open_with(0, StreamCounts::default())?;
-    let single = Gpu::open_with(
-        0,
-        StreamCounts {
-            compute: 1,
-            copy_streams: false,
-        },
-    )?;
+    let single = one_stream()?;
     let mut c = chunks(&gpu, k, len)?;
     let mut s = chunks(&single, k, len)?;
     let (mut h2d, mut kern, mut d2h, mut piped, mut one) = (vec![], vec![], vec![], vec![], vec![]);
@@ -330,13 +335,7 @@ fn timed_graph(
 
 fn graph_pipeline(k: usize, len: usize) -> Result<(), Error> {
     let gpu = Gpu::open_with(0, StreamCounts::default())?;
-    let single = Gpu::open_with(
-        0,
-        StreamCounts {
-            compute: 1,
-            copy_streams: false,
-        },
-    )?;
+    let single = one_stream()?;
     gpu.prepare(&[&WORK])?;
     single.prepare(&[&WORK])?;
     set_default(gpu.clone());
@@ -497,13 +496,7 @@ fn fork_join(length: usize, cycles: i64) -> Result<(), Error> {
         Ok(time)
     };
     let four = Gpu::open_with(0, StreamCounts::default())?;
-    let single = Gpu::open_with(
-        0,
-        StreamCounts {
-            compute: 1,
-            copy_streams: false,
-        },
-    )?;
+    let single = one_stream()?;
     let (mut ours, mut theirs) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         ours.push(run(&four)?);

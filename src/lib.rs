@@ -366,7 +366,7 @@
 //! outside the runtime (a GPU callback, an I/O thread) enter the graph through
 //! [`promise`]: a [`Handle`] that tasks can depend on, and a [`Promise`](spawn::Promise) that completes it.
 //!
-//! ## GPU tasks and blocked arrays (features `cuda` and `array`)
+//! ## GPU tasks, blocked arrays and tables (features `cuda`, `array` and `table`)
 //!
 //! With feature `cuda`, a function marked `#[task(cuda)]` takes a stream as its first
 //! parameter, which callers leave out; the runtime lends each call a stream of the
@@ -379,6 +379,10 @@
 //! With feature `array`, `dagger::array::DArray` is a blocked array whose operations
 //! (element-wise, reductions, transpose, tiled matmul, Cholesky, triangular solves,
 //! Jacobi) are graphs of block tasks, with faer's kernels inside the blocks.
+//!
+//! With feature `table`, `dagger::table::DTable` is a table of Arrow record batches read
+//! from Parquet or CSV files; filters, projections, group-bys, joins and sorts are graphs
+//! of partition tasks, with arrow-rs's kernels inside the partitions.
 //!
 //! ## Seeing what ran
 //!
@@ -448,6 +452,21 @@ pub mod cuda;
 #[cfg(feature = "array")]
 pub mod array {
     pub use dagger_array::*;
+}
+
+/// Partitioned tables (feature `table`): DTables.jl's `DTable` over Arrow record batches,
+/// where every operation is a graph of partition tasks. See [`DTable`](table::DTable).
+#[cfg(feature = "table")]
+pub mod table {
+    pub use dagger_table::*;
+}
+
+/// Distributed ranks on MPI (feature `mpi`): the same program on every rank, values
+/// owned by ranks and copied where they are read, blocked arrays over a grid of ranks.
+/// See [`Cluster`](mpi::Cluster) and [`DistArray`](mpi::DistArray).
+#[cfg(feature = "mpi")]
+pub mod mpi {
+    pub use dagger_mpi::*;
 }
 
 /// The body of a `#[task(cuda)]` function (generated code; not a public API).

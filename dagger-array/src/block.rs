@@ -12,6 +12,18 @@ pub struct Block<T> {
 }
 
 impl<T> Block<T> {
+    /// A block of `shape` from row-major data, or an error when `data` does not have
+    /// `rows * cols` elements.
+    pub fn new(shape: Shape, data: Vec<T>) -> Result<Self, dagger_core::Error> {
+        if data.len() != shape.rows * shape.cols {
+            return Err(dagger_core::Error::InvalidUse(format!(
+                "{} elements cannot make a block of {shape}",
+                data.len()
+            )));
+        }
+        Ok(Block { shape, data })
+    }
+
     /// A block from row-major data (`data.len()` must be `rows * cols`).
     pub(crate) fn from_vec(shape: Shape, data: Vec<T>) -> Self {
         debug_assert_eq!(data.len(), shape.rows * shape.cols);

@@ -45,7 +45,7 @@ impl Real for f32 {
 
 /// A uniform number in [0, 1) for element `index` of the fill seeded with `seed`: the
 /// same element gets the same number whatever the blocking (SplitMix64).
-pub(crate) fn uniform(seed: u64, index: u64) -> f64 {
+pub fn uniform(seed: u64, index: u64) -> f64 {
     let mut z = seed
         .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .wrapping_add(0x9E37_79B9_7F4A_7C15);

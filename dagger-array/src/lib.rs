@@ -29,6 +29,7 @@ mod darray;
 mod device;
 mod element;
 mod elementwise;
+pub mod kernels;
 mod layout;
 mod linalg;
 mod reduce;
@@ -38,6 +39,6 @@ pub use block::Block;
 pub use darray::DArray;
 #[cfg(feature = "cuda")]
 pub use device::{DeviceArray, DeviceReal};
-pub use element::{Element, Real};
+pub use element::{uniform, Element, Real};
 pub use layout::{Layout, Shape};
 pub use linalg::NotPositiveDefinite;

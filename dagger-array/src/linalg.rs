@@ -2,21 +2,15 @@
 //! Block kernels come from faer, run sequentially inside each task (the parallelism is
 //! the graph's). Cholesky and the solve are written with a data-dependency region.
 
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::cholesky::llt::factor::{
-    cholesky_in_place, cholesky_in_place_scratch, LltError, LltRegularization,
-};
-use faer::linalg::matmul::matmul;
-use faer::linalg::triangular_solve::{
-    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
-};
-use faer::{Accum, Par};
-
 use dagger_core::{datadeps, spawn, spawn_with, Error, Handle};
 
 use crate::block::Block;
 use crate::darray::DArray;
 use crate::element::{Element, Real};
+use crate::kernels::{
+    cholesky_diagonal, multiply_sum, solve_diagonal, solve_panel, subtract_product,
+    subtract_product_transposed,
+};
 use crate::layout::{Layout, Shape};
 
 /// Cholesky found a pivot that is not positive: the matrix is not positive definite.
@@ -86,20 +80,7 @@ impl<T: Real> DArray<T> {
                 let shape = layout.block_at(bi, bj).2;
                 spawn_with(
                     (&row, &col),
-                    move |row: Vec<&Block<T>>, col: Vec<&Block<T>>| {
-                        let mut c = Block::filled(shape, T::from_f64(0.0));
-                        for (x, y) in row.iter().zip(&col) {
-                            matmul(
-                                c.as_faer_mut(),
-                                Accum::Add,
-                                x.as_faer(),
-                                y.as_faer(),
-                                T::from_f64(1.0),
-                                Par::Seq,
-                            );
-                        }
-                        c
-                    },
+                    move |row: Vec<&Block<T>>, col: Vec<&Block<T>>| multiply_sum(shape, &row, &col),
                 )
             })
             .collect();
@@ -145,7 +126,6 @@ impl<T: Real> DArray<T> {
             .into_iter()
             .map(|copy| copy.map(Handle::fetch).transpose())
             .collect::<Result<_, _>>()?;
-        let minus_one = T::from_f64(-1.0);
         datadeps(|r| {
             let tile: Vec<_> = tiles
                 .iter_mut()
@@ -155,33 +135,14 @@ impl<T: Real> DArray<T> {
             for k in 0..n {
                 let first_row = k * layout.block.rows;
                 r.try_spawn(at(k, k).write(), move |akk: &mut Block<T>| {
-                    factor(akk, first_row)
+                    cholesky_diagonal(akk, first_row)
                 });
                 for i in k + 1..n {
-                    r.spawn(
-                        (at(k, k).read(), at(i, k).write()),
-                        |l: &Block<T>, a: &mut Block<T>| {
-                            // a <- a L⁻ᵀ, that is: solve L xᵀ = aᵀ in place.
-                            solve_lower_triangular_in_place(
-                                l.as_faer(),
-                                a.as_faer_mut().transpose_mut(),
-                                Par::Seq,
-                            );
-                        },
-                    );
+                    r.spawn((at(k, k).read(), at(i, k).write()), solve_panel::<T>);
                 }
                 for i in k + 1..n {
                     for j in k + 1..=i {
-                        let update = move |x: &Block<T>, y: &Block<T>, a: &mut Block<T>| {
-                            matmul(
-                                a.as_faer_mut(),
-                                Accum::Add,
-                                x.as_faer(),
-                                y.as_faer().transpose(),
-                                minus_one,
-                                Par::Seq,
-                            );
-                        };
+                        let update = subtract_product_transposed::<T>;
                         if i == j {
                             r.spawn(
                                 (at(i, k).read(), at(i, i).write()),
@@ -259,7 +220,6 @@ impl<T: Real> DArray<T> {
         }
         let mut x_tiles = b.tiles()?;
         let cols = bl.grid().1;
-        let minus_one = T::from_f64(-1.0);
         let l_tiles = &l_tiles;
         datadeps(|r| {
             let x: Vec<_> = x_tiles.iter_mut().map(|t| r.data(t)).collect();
@@ -273,40 +233,21 @@ impl<T: Real> DArray<T> {
             for (step, &i) in order.iter().enumerate() {
                 for j in 0..cols {
                     for &k in &order[..step] {
-                        let factor = if transposed {
-                            l_tiles[l.index(k, i)].as_faer().transpose()
+                        let lik = if transposed {
+                            &l_tiles[l.index(k, i)]
                         } else {
-                            l_tiles[l.index(i, k)].as_faer()
+                            &l_tiles[l.index(i, k)]
                         };
                         r.spawn(
                             (x[bl.index(k, j)].read(), x[bl.index(i, j)].write()),
                             move |xk: &Block<T>, xi: &mut Block<T>| {
-                                matmul(
-                                    xi.as_faer_mut(),
-                                    Accum::Add,
-                                    factor,
-                                    xk.as_faer(),
-                                    minus_one,
-                                    Par::Seq,
-                                );
+                                subtract_product(lik, transposed, xk, xi)
                             },
                         );
                     }
                     let lii = &l_tiles[l.index(i, i)];
                     r.spawn(x[bl.index(i, j)].write(), move |xi: &mut Block<T>| {
-                        if transposed {
-                            solve_upper_triangular_in_place(
-                                lii.as_faer().transpose(),
-                                xi.as_faer_mut(),
-                                Par::Seq,
-                            );
-                        } else {
-                            solve_lower_triangular_in_place(
-                                lii.as_faer(),
-                                xi.as_faer_mut(),
-                                Par::Seq,
-                            );
-                        }
+                        solve_diagonal(lii, transposed, xi)
                     });
                 }
             }
@@ -315,35 +256,5 @@ impl<T: Real> DArray<T> {
             layout: bl,
             blocks: x_tiles.into_iter().map(ready).collect(),
         })
-    }
-}
-
-/// Factors one diagonal block in place, with faer, and clears its upper triangle. The
-/// diagonal blocks are the critical path, so faer may use the runtime's idle workers for
-/// them (nested fork-join on the same pool).
-fn factor<T: Real>(a: &mut Block<T>, first_row: usize) -> Result<(), NotPositiveDefinite> {
-    let n = a.shape().rows;
-    let par = Par::rayon(0);
-    let mut memory = MemBuffer::new(cholesky_in_place_scratch::<T>(n, par, Default::default()));
-    let stack = MemStack::new(&mut memory);
-    match cholesky_in_place(
-        a.as_faer_mut(),
-        LltRegularization::default(),
-        par,
-        stack,
-        Default::default(),
-    ) {
-        Ok(_) => {
-            let zero = T::from_f64(0.0);
-            for (p, x) in a.as_mut_slice().iter_mut().enumerate() {
-                if p % n > p / n {
-                    *x = zero;
-                }
-            }
-            Ok(())
-        }
-        Err(LltError::NonPositivePivot { index }) => Err(NotPositiveDefinite {
-            row: first_row + index,
-        }),
     }
 }

@@ -55,8 +55,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::BoxError;
 use crate::error::Error;
+use crate::runtime::task::TaskRef;
 use crate::runtime::Shared;
-use crate::spawn::{failed_handle, info, spawn_job, wait_any, Handle, TaskInfo, TaskRef};
+use crate::spawn::{failed_handle, spawn_job, wait_any, Handle};
+use crate::task::TaskInfo;
 
 /// `'scope`, invariant: the brand that ties a [`Data`] to its region.
 type Brand<'scope> = PhantomData<fn(&'scope ()) -> &'scope ()>;
@@ -257,7 +259,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
         F: Send + 'scope,
         R: Send + Sync + 'static,
     {
-        let info = info::<F>(std::panic::Location::caller());
+        let info = TaskInfo::of::<F>(std::panic::Location::caller());
         self.launch(info, accesses, move |pointers| {
             // SAFETY: passed on from `launch`.
             Ok(unsafe { A::call(pointers, f) })
@@ -274,7 +276,7 @@ impl<'scope, 'env> Region<'scope, 'env> {
         R: Send + Sync + 'static,
         E: Into<BoxError> + 'static,
     {
-        let info = info::<F>(std::panic::Location::caller());
+        let info = TaskInfo::of::<F>(std::panic::Location::caller());
         self.launch(info, accesses, move |pointers| {
             // SAFETY: passed on from `launch`.
             unsafe { A::call(pointers, f) }.map_err(|e| Error::TaskFailed {

@@ -179,3 +179,119 @@ pub fn find_task(name: &str) -> Option<&'static TaskMeta> {
         _ => None,
     }
 }
+
+/// A task's name and where it was spawned, for errors and observers. The name is made
+/// only when asked for (it comes from the closure's type name, which takes parsing).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskInfo {
+    pub(crate) name: fn() -> &'static str,
+    pub(crate) spawned_at: &'static std::panic::Location<'static>,
+}
+
+impl TaskInfo {
+    /// The info of a task whose body is of type `F`, spawned at `location`.
+    pub(crate) fn of<F>(location: &'static std::panic::Location<'static>) -> TaskInfo {
+        TaskInfo {
+            name: name_of::<F>,
+            spawned_at: location,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        (self.name)()
+    }
+
+    pub(crate) fn location(&self) -> Location {
+        let at = self.spawned_at;
+        Location::__new(at.file(), at.line(), at.column())
+    }
+}
+
+/// A short name for a closure or function: its type's path without generics or closure
+/// markers (`my_crate::load`, `my_crate::main`, `my_crate::table::DTable::sort`).
+fn name_of<F>() -> &'static str {
+    short_name(std::any::type_name::<F>())
+}
+
+/// `full` without generic arguments and closure markers; `<impl T>` and `<T as Trait>`
+/// become `T`'s last segment. Names with angle brackets are cleaned once per type and
+/// kept (there are as many as closure types in the program).
+fn short_name(full: &'static str) -> &'static str {
+    let trim = |name: &'static str| {
+        let name = name.trim_end_matches("::{{closure}}");
+        name.strip_suffix("::{{closure}}").unwrap_or(name)
+    };
+    if !full.contains('<') {
+        return trim(full);
+    }
+    type Cleaned = std::collections::HashMap<(usize, usize), &'static str>;
+    static CLEANED: std::sync::OnceLock<std::sync::Mutex<Cleaned>> = std::sync::OnceLock::new();
+    let mut cleaned = CLEANED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // Keyed by where the name is: a type's name is one static string.
+    let key = (full.as_ptr() as usize, full.len());
+    if let Some(&short) = cleaned.get(&key) {
+        return short;
+    }
+    let short = trim(Box::leak(without_generics(full).into_boxed_str()));
+    cleaned.insert(key, short);
+    short
+}
+
+fn without_generics(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut rest = full;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let mut depth = 0;
+        let close = rest[open..]
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '<' => 1,
+                    '>' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map_or(rest.len(), |(i, _)| open + i);
+        let inside = &rest[(open + 1).min(close)..close];
+        // A path segment of its own (`::<impl T>::`, `<T as Trait>::`) names a type;
+        // generic arguments after a name are dropped.
+        if out.is_empty() || out.ends_with("::") {
+            let ty = inside.strip_prefix("impl ").unwrap_or(inside);
+            let ty = ty.split(" as ").next().unwrap_or(ty);
+            let ty = &ty[..ty.find('<').unwrap_or(ty.len())];
+            out.push_str(ty.rsplit("::").next().unwrap_or(ty));
+        }
+        rest = rest.get(close + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_name;
+
+    #[test]
+    fn short_names_keep_the_path_and_drop_generics_and_closures() {
+        assert_eq!(short_name("app::load"), "app::load");
+        assert_eq!(short_name("app::main::{{closure}}"), "app::main");
+        assert_eq!(
+            short_name("app::f<u32>::{{closure}}::{{closure}}"),
+            "app::f"
+        );
+        assert_eq!(
+            short_name("dagger_table::sort::<impl dagger_table::table::DTable>::sort::{{closure}}"),
+            "dagger_table::sort::DTable::sort"
+        );
+        assert_eq!(
+            short_name("m::<impl m::Wrap<alloc::vec::Vec<u8>>>::go::{{closure}}"),
+            "m::Wrap::go"
+        );
+        assert_eq!(short_name("<app::S as app::T>::run::{{closure}}"), "S::run");
+    }
+}

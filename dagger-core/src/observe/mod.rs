@@ -21,7 +21,7 @@
 
 mod chrome;
 mod clock;
-pub(crate) mod dot;
+mod dot;
 pub(crate) mod env;
 mod gantt;
 #[cfg(feature = "progress")]
@@ -36,8 +36,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::Error;
 use crate::graph::Graph;
-use crate::spawn::TaskInfo;
 use crate::task::Location;
+use crate::task::TaskInfo;
 
 pub use clock::Timestamp;
 pub use env::{flush_env_trace, TRACE_ENV};

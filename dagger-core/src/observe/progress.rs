@@ -133,7 +133,7 @@ mod tests {
             let end = TaskEnd {
                 run: 7,
                 node,
-                source: super::super::Source::Spawned(crate::spawn::info::<()>(
+                source: super::super::Source::Spawned(crate::task::TaskInfo::of::<()>(
                     std::panic::Location::caller(),
                 )),
                 worker: super::super::Worker::Caller,

@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use super::{ObserverSet, Observers, Source, TaskEnd, TaskStart, Timestamp, Worker};
 use crate::error::Error;
-use crate::spawn::TaskInfo;
+use crate::task::TaskInfo;
 
 /// What a device backend noted about a task: its device and stream, and bytes moved.
 pub(crate) type DeviceNotes = (Option<(&'static str, u32)>, u64);

@@ -11,6 +11,8 @@ use wait::{enter_thread, Waiting, DEFAULT_STACK_SIZE};
 
 pub(crate) mod lease;
 pub(crate) mod queue;
+mod schedule;
+pub(crate) mod task;
 pub(crate) mod wait;
 
 /// Worker threads that run graphs. Cheap to share by reference; one runtime runs any

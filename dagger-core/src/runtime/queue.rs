@@ -16,8 +16,9 @@ use std::sync::Mutex;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use super::schedule::{clone_shared, run_chain};
+use super::task::ReadyTask;
 use crate::runtime::Shared;
-use crate::spawn::task::{clone_shared, run_chain, ReadyTask};
 
 /// The queues of one runtime's workers, as other threads see them.
 pub(crate) struct Queues {
@@ -136,7 +137,7 @@ pub(crate) fn pop_local() -> Option<ReadyTask> {
 
 /// The newest task of this worker's own queue if it is the task at `header` (a waiting
 /// worker runs the task it waits for from there, when it can).
-pub(crate) fn pop_local_if(header: NonNull<crate::spawn::task::Header>) -> Option<ReadyTask> {
+pub(crate) fn pop_local_if(header: NonNull<super::task::Header>) -> Option<ReadyTask> {
     let (top, index) = LOCAL.with(|local| {
         let local = local.borrow();
         let own = local.as_ref()?;

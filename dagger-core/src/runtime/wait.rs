@@ -42,8 +42,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::queue;
+use super::schedule::{run_chain, run_inline};
+use super::task::{Header, TaskRef};
 use crate::runtime::{current_runtime, enter_spare, leave_spare, Shared};
-use crate::spawn::task::{run_after_inputs, run_chain, run_inline, Header, TaskRef};
 
 /// The stack of a worker or spare thread when the builder sets none. Only what is used
 /// is committed; the rest is address space.
@@ -173,7 +174,7 @@ fn wait(header: &Header, claim: bool) {
     while !header.is_done() {
         if stack_has_room()
             && (run_inline(header, runtime)
-                || (claim && run_after_inputs(header, runtime))
+                || (claim && header.run_after_inputs(runtime))
                 || help_along(header, runtime))
         {
             continue;

@@ -2,8 +2,8 @@
 
 use std::marker::PhantomData;
 
-use super::task::{take_value, Header, TaskRef};
 use crate::error::Error;
+use crate::runtime::task::{take_value, Header, TaskRef};
 use crate::runtime::wait::wait_for;
 use crate::task::Location;
 

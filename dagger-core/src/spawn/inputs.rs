@@ -10,7 +10,7 @@
 //! Several inputs go in a tuple (up to 8); the task is a function of as many parameters.
 
 use super::handle::Handle;
-use super::task::Header;
+use crate::runtime::task::Header;
 
 /// One input of a task, resolved to its value when the task runs.
 pub trait Input: Send + 'static {

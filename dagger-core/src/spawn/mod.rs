@@ -4,22 +4,21 @@
 
 mod handle;
 mod inputs;
-mod memory;
-pub(crate) mod task;
 
 use std::sync::Arc;
 
+pub use crate::runtime::task::release_task_memory;
+pub use crate::runtime::task::Header;
+use crate::runtime::task::{
+    complete_promise, failed, promised_runtime, skipped_because, Job, Promised, Task, TaskRef,
+};
 pub use handle::Handle;
 pub use inputs::{AllByRef, AllByValue, ByRef, ByValue, Input, IntoInput};
-pub use memory::release_task_memory;
-pub use task::Header;
-pub(crate) use task::TaskRef;
 
 use crate::error::{BoxError, Error};
 use crate::runtime::lease::RuntimeRef;
 use crate::runtime::{current_runtime, default_runtime, Runtime, Shared};
-pub(crate) use task::TaskInfo;
-use task::{complete_promise, promised_runtime, Job, Promised, Task};
+use crate::task::TaskInfo;
 
 /// The runtime that `spawn` uses here: the one whose worker this thread is (inside a
 /// task, a `dag!` node or `Runtime::install`), or else the default runtime.
@@ -245,7 +244,7 @@ impl<T: Send + Sync + 'static> Drop for Promise<T> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             // Dropped by a task that will not run because an input failed: same cause.
-            let error = task::skipped_because().unwrap_or_else(|| {
+            let error = skipped_because().unwrap_or_else(|| {
                 Error::InvalidUse(format!(
                     "the promise made at {} was dropped without a value",
                     task.header().info.location()
@@ -331,26 +330,9 @@ pub(crate) fn spawn_job<R: Send + Sync + 'static>(
     spawn_on(RuntimeRef::of(shared), info, After { after, body })
 }
 
-/// A short name for a closure or function: its type's path without generics or closure
-/// markers (`my_crate::load`, `my_crate::main`).
-pub(crate) fn name_of<F>() -> &'static str {
-    let full = std::any::type_name::<F>();
-    let base = full.split('<').next().unwrap_or(full);
-    base.strip_suffix("::{{closure}}")
-        .unwrap_or(base)
-        .trim_end_matches("::{{closure}}")
-}
-
-pub(crate) fn info<F>(location: &'static std::panic::Location<'static>) -> TaskInfo {
-    TaskInfo {
-        name: name_of::<F>,
-        spawned_at: location,
-    }
-}
-
 /// A handle that already failed (the runtime could not be reached, or bad input).
 pub(crate) fn failed_handle<T: Send + Sync + 'static>(info: TaskInfo, error: Error) -> Handle<T> {
-    Handle::of(task::failed::<T>(info, error))
+    Handle::of(failed::<T>(info, error))
 }
 
 impl Runtime {
@@ -379,7 +361,7 @@ impl Runtime {
         F: Send + 'static,
         T: Send + Sync + 'static,
     {
-        let info = info::<F>(std::panic::Location::caller());
+        let info = TaskInfo::of::<F>(std::panic::Location::caller());
         launch(
             Ok(RuntimeRef::of(self.shared())),
             info,
@@ -398,7 +380,7 @@ impl Runtime {
         T: Send + Sync + 'static,
         E: Into<BoxError> + 'static,
     {
-        let info = info::<F>(std::panic::Location::caller());
+        let info = TaskInfo::of::<F>(std::panic::Location::caller());
         launch(
             Ok(RuntimeRef::of(self.shared())),
             info,
@@ -463,7 +445,7 @@ where
     F: Send + 'static,
     T: Send + Sync + 'static,
 {
-    let info = info::<F>(std::panic::Location::caller());
+    let info = TaskInfo::of::<F>(std::panic::Location::caller());
     launch(current_ref(), info, Call::infallible(inputs, f))
 }
 
@@ -478,6 +460,6 @@ where
     T: Send + Sync + 'static,
     E: Into<BoxError> + 'static,
 {
-    let info = info::<F>(std::panic::Location::caller());
+    let info = TaskInfo::of::<F>(std::panic::Location::caller());
     launch(current_ref(), info, Call::fallible(inputs, f, info))
 }

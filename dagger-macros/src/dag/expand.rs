@@ -74,7 +74,7 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
         let ident = &binding.ident;
         let mutability = binding.mutable.then(|| quote!(mut));
         // SAFETY: every node has finished, so nothing else uses the slot (proof in
-        // `dagger_core::slot`).
+        // `dagger_core::dag::slot`).
         quote! {
             #[allow(unused_mut)]
             let #mutability #ident = unsafe { #slot.take() };
@@ -126,7 +126,7 @@ pub(super) fn expand(analysis: Analysis) -> TokenStream {
 /// One node: a closure that reaches its bindings, runs the statement, and stores the
 /// bindings it defines.
 ///
-/// Every `unsafe` here is one access of the module proof in `dagger_core::slot`: the
+/// Every `unsafe` here is one access of the module proof in `dagger_core::dag::slot`: the
 /// edges give each access the exclusivity its `# Safety` section asks for (point 1), and
 /// references reach the statement only through guards that are locals of this closure
 /// (point 2): `let x = &*guard;` borrows the local, so nothing derived from `x` can

@@ -259,7 +259,7 @@ impl Observer for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::TaskInfo;
+    use crate::task::TaskInfo;
 
     fn info() -> TaskInfo {
         TaskInfo {

@@ -133,7 +133,8 @@ fn start() -> Result<Cluster, Error> {
 ///     let running: Vec<_> = ranks
 ///         .into_iter()
 ///         .map(|cluster| s.spawn(move || {
-///             let mine = dagger_core::spawn(move || cluster.rank() as u64 + 1);
+///             let rank = cluster.rank() as u64;
+///             let mine = dagger_core::spawn(move || rank + 1);
 ///             cluster.all_reduce(&mine, |a: &u64, b: &u64| a + b)?.fetch()
 ///         }))
 ///         .collect();

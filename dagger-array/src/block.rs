@@ -15,7 +15,7 @@ impl<T> Block<T> {
     /// A block of `shape` from row-major data, or an error when `data` does not have
     /// `rows * cols` elements.
     pub fn new(shape: Shape, data: Vec<T>) -> Result<Self, dagger_core::Error> {
-        if data.len() != shape.rows * shape.cols {
+        if shape.rows.checked_mul(shape.cols) != Some(data.len()) {
             return Err(dagger_core::Error::InvalidUse(format!(
                 "{} elements cannot make a block of {shape}",
                 data.len()

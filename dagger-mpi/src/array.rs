@@ -26,7 +26,7 @@ impl Placement {
     /// A grid of `rows x cols` ranks (at most the cluster's size; the other ranks own
     /// nothing).
     pub fn block_cyclic(cluster: &Cluster, rows: usize, cols: usize) -> Result<Self, Error> {
-        if rows == 0 || cols == 0 || rows * cols > cluster.size() {
+        if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|n| n > cluster.size()) {
             return Err(Error::InvalidUse(format!(
                 "a {rows}x{cols} grid of ranks does not fit {} ranks",
                 cluster.size()
@@ -79,6 +79,36 @@ pub struct DistArray<T> {
     blocks: Vec<Dist<Block<T>>>,
 }
 
+/// An array's element type, shape, blocks and placement, for the SPMD check's records.
+struct Described<'a, T>(&'a DistArray<T>);
+
+impl<T> std::fmt::Display for Described<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let DistArray {
+            layout, placement, ..
+        } = self.0;
+        write!(
+            f,
+            "a {:?} array of `{}` in {:?} blocks on {placement}",
+            layout.shape,
+            std::any::type_name::<T>(),
+            layout.block
+        )
+    }
+}
+
+impl<T> DistArray<T> {
+    fn described(&self) -> Described<'_, T> {
+        Described(self)
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a {}x{} grid of ranks", self.rows, self.cols)
+    }
+}
+
 impl<T> Clone for DistArray<T> {
     fn clone(&self) -> Self {
         DistArray {
@@ -108,8 +138,14 @@ impl<T: Real + Pod> DistArray<T> {
         block: impl Into<Shape>,
         f: impl Fn(usize, usize) -> T + Send + Sync + 'static,
     ) -> Result<Self, Error> {
-        placement.cluster.operation("DistArray::from_fn")?;
-        let layout = Layout::new(shape.into(), block.into(), 2)?;
+        let (shape, block) = (shape.into(), block.into());
+        placement.cluster.operation(format_args!(
+            "DistArray::from_fn<{}> of {:?} in {:?} blocks on {placement}",
+            std::any::type_name::<T>(),
+            shape,
+            block
+        ))?;
+        let layout = Layout::new(shape, block, 2)?;
         let f = Arc::new(f);
         Ok(Self::generate(placement, layout, |bi, bj| {
             let f = f.clone();
@@ -244,7 +280,8 @@ impl<T: Real + Pod> DistArray<T> {
     /// `f` of every element (a task per block, on its owner).
     #[track_caller]
     pub fn map(&self, f: impl Fn(T) -> T + Send + Sync + 'static) -> Result<Self, Error> {
-        self.cluster().operation("DistArray::map")?;
+        self.cluster()
+            .operation(format_args!("DistArray::map of {}", self.described()))?;
         Ok(self.blockwise(
             &self.placement,
             self.layout,
@@ -264,7 +301,10 @@ impl<T: Real + Pod> DistArray<T> {
         other: &DistArray<T>,
         f: impl Fn(T, T) -> T + Send + Sync + 'static,
     ) -> Result<Self, Error> {
-        self.cluster().operation("DistArray::zip_map")?;
+        self.cluster()
+            .check_same(other.cluster(), "DistArray::zip_map")?;
+        self.cluster()
+            .operation(format_args!("DistArray::zip_map of {}", self.described()))?;
         if self.layout.shape != other.layout.shape || self.layout.block != other.layout.block {
             return Err(Error::InvalidUse(format!(
                 "zip_map: a {} array in blocks of {} and a {} array in blocks of {} differ",
@@ -342,7 +382,11 @@ impl<T: Real + Pod> DistArray<T> {
 
     /// An array of ones.
     #[track_caller]
-    pub fn ones(placement: &Placement, shape: impl Into<Shape>, block: impl Into<Shape>) -> Result<Self, Error> {
+    pub fn ones(
+        placement: &Placement,
+        shape: impl Into<Shape>,
+        block: impl Into<Shape>,
+    ) -> Result<Self, Error> {
         Self::fill(placement, shape, block, T::from_f64(1.0))
     }
 
@@ -370,7 +414,8 @@ impl<T: Real + Pod> DistArray<T> {
     /// owner from block (j, i)).
     #[track_caller]
     pub fn transpose(&self) -> Result<Self, Error> {
-        self.cluster().operation("DistArray::transpose")?;
+        self.cluster()
+            .operation(format_args!("DistArray::transpose of {}", self.described()))?;
         let Layout { shape, block, .. } = self.layout;
         let layout = Layout::new(
             (shape.cols, shape.rows).into(),
@@ -394,7 +439,10 @@ impl<T: Real + Pod> DistArray<T> {
     /// column j of `other` brought there (each block once per rank).
     #[track_caller]
     pub fn matmul(&self, other: &DistArray<T>) -> Result<Self, Error> {
-        self.cluster().operation("DistArray::matmul")?;
+        self.cluster()
+            .check_same(other.cluster(), "DistArray::matmul")?;
+        self.cluster()
+            .operation(format_args!("DistArray::matmul of {}", self.described()))?;
         let (a, b) = (&self.layout, &other.layout);
         if a.shape.cols != b.shape.rows || a.block.cols != b.block.rows {
             return Err(Error::InvalidUse(format!(
@@ -434,7 +482,10 @@ impl<T: Real + Pod> DistArray<T> {
         identity: f64,
     ) -> Result<f64, Error> {
         let cluster = self.cluster();
-        cluster.operation("DistArray::map_reduce")?;
+        cluster.operation(format_args!(
+            "DistArray::map_reduce of {}",
+            self.described()
+        ))?;
         let (map, reduce) = (Arc::new(map), Arc::new(reduce));
         let mine: Vec<Handle<f64>> = self
             .blocks
@@ -526,7 +577,8 @@ impl<T: Real + Pod> DistArray<T> {
     /// The elements, row-major, on every rank (every block copied to every rank).
     #[track_caller]
     pub fn collect(&self) -> Result<Vec<T>, Error> {
-        self.cluster().operation("DistArray::collect")?;
+        self.cluster()
+            .operation(format_args!("DistArray::collect of {}", self.described()))?;
         for block in &self.blocks {
             block.replicate_in_order();
         }
@@ -543,7 +595,10 @@ impl<T: Real + Pod> DistArray<T> {
     pub fn collect_on(&self, rank: usize) -> Result<Option<Vec<T>>, Error> {
         let cluster = self.cluster();
         cluster.check_rank(rank, "collect_on")?;
-        cluster.operation("DistArray::collect_on")?;
+        cluster.operation(format_args!(
+            "DistArray::collect_on({rank}) of {}",
+            self.described()
+        ))?;
         let blocks = bring_all(&self.blocks, rank);
         blocks
             .map(|blocks| assemble(&self.layout, &blocks))
@@ -588,7 +643,7 @@ impl<T: Real + Pod> DistArray<T> {
     #[track_caller]
     pub fn cholesky(&self) -> Result<Self, Error> {
         let cluster = self.cluster().clone();
-        cluster.operation("DistArray::cholesky")?;
+        cluster.operation(format_args!("DistArray::cholesky of {}", self.described()))?;
         let Layout { shape, block, .. } = self.layout;
         if shape.rows != shape.cols || block.rows != block.cols {
             return Err(Error::InvalidUse(format!(
@@ -670,23 +725,36 @@ impl<T: Real + Pod> DistArray<T> {
     /// of the tile of X it writes.
     #[track_caller]
     pub fn solve_lower_triangular(&self, b: &DistArray<T>) -> Result<Self, Error> {
+        self.cluster().operation(format_args!(
+            "DistArray::solve_lower_triangular of {}",
+            self.described()
+        ))?;
         self.cluster()
-            .operation("DistArray::solve_lower_triangular")?;
+            .check_same(b.cluster(), "DistArray::solve_lower_triangular")?;
         self.triangular_solve(b, false, "solve_lower_triangular")
     }
 
     /// Solves `Lᵀ X = B`, tiled backward substitution.
     #[track_caller]
     pub fn solve_lower_transposed(&self, b: &DistArray<T>) -> Result<Self, Error> {
+        self.cluster().operation(format_args!(
+            "DistArray::solve_lower_transposed of {}",
+            self.described()
+        ))?;
         self.cluster()
-            .operation("DistArray::solve_lower_transposed")?;
+            .check_same(b.cluster(), "DistArray::solve_lower_transposed")?;
         self.triangular_solve(b, true, "solve_lower_transposed")
     }
 
     /// Solves `A X = B` given `self = L`, the Cholesky factor of `A`.
     #[track_caller]
     pub fn cholesky_solve(&self, b: &DistArray<T>) -> Result<Self, Error> {
-        self.cluster().operation("DistArray::cholesky_solve")?;
+        self.cluster()
+            .check_same(b.cluster(), "DistArray::cholesky_solve")?;
+        self.cluster().operation(format_args!(
+            "DistArray::cholesky_solve of {}",
+            self.described()
+        ))?;
         let y = self.triangular_solve(b, false, "cholesky_solve")?;
         self.triangular_solve(&y, true, "cholesky_solve")
     }
@@ -777,7 +845,7 @@ impl<T: Real + Pod> DistArray<T> {
     #[track_caller]
     pub fn jacobi(&self, sweeps: usize) -> Result<Self, Error> {
         let cluster = self.cluster().clone();
-        cluster.operation("DistArray::jacobi")?;
+        cluster.operation(format_args!("DistArray::jacobi of {}", self.described()))?;
         let layout = self.layout;
         let (grid_rows, grid_cols) = layout.grid();
         let placement = &self.placement;

@@ -2,13 +2,14 @@
 //! program order: every rank numbers its distributed operations and transfers the same
 //! way, which is how each rank knows, without asking, who sends what to whom.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
 use dagger_core::{Error, Handle};
 
-use crate::comm::{Comm, Command, Received};
+use crate::comm::{Comm, Command, Port, Received};
 use crate::transfer::{type_tag, Transfer};
 use crate::transport::{Bulk, Outgoing};
 use crate::wire;
@@ -16,22 +17,63 @@ use crate::wire;
 /// The ranks of one SPMD program, seen from one of them. Cloning is cheap. Every rank
 /// must issue the same distributed operations in the same order, from one thread.
 ///
-/// The last handle dropped finishes the communication (every message sent and received,
-/// every rank met at a barrier) and, under MPI, finalizes MPI. A rank that panics instead
-/// ends the whole program (`MPI_Abort`), so that no other rank waits for it forever.
+/// Call [`finish`](Cluster::finish) at the end of the program on every rank. Without
+/// it, the last handle dropped on the thread that issues the distributed operations
+/// finishes (every message sent and received; under MPI every rank met and MPI
+/// finalized); dropped on another thread it only starts that, without waiting. A rank
+/// whose issuing thread panics while dropping its last handle ends the whole program
+/// (`MPI_Abort`; ranks as threads fail every operation), so that no other rank waits
+/// for it forever.
 #[derive(Clone)]
 pub struct Cluster {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    rank: usize,
     size: usize,
     comm: Mutex<Option<Comm>>,
     order: Mutex<Order>,
+    link: Arc<Link>,
+}
+
+/// What the tasks that send and receive need: they hold this, never a `Cluster`, so the
+/// last `Cluster` is dropped by the program, not on a worker (where finishing would
+/// block it).
+pub(crate) struct Link {
+    rank: usize,
+    port: Option<Port>,
     traffic: [AtomicU64; 4],
     /// Values handed to tasks to send that are not posted yet.
     unposted: AtomicU64,
+}
+
+impl Link {
+    fn count(&self, first: usize, bytes: usize) {
+        self.traffic[first].fetch_add(1, Ordering::Relaxed);
+        self.traffic[first + 1].fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn command(&self, command: Command) {
+        let unsent = match &self.port {
+            Some(port) => port.send(command),
+            None => Err(command),
+        };
+        // The communication thread has ended (`finish`, or the program was ended):
+        // distributed operations are errors then, so only late sends and receives of
+        // values whose program has moved on get here.
+        match unsent {
+            Ok(()) => {}
+            Err(Command::Expect { promise, id, .. }) => {
+                promise.complete_on_worker(Err(Error::InvalidUse(format!(
+                    "transfer {id}: this rank's communication has ended (finished or aborted)"
+                ))))
+            }
+            Err(_) => eprintln!(
+                "dagger-mpi, rank {}: a message after the communication ended was dropped",
+                self.rank
+            ),
+        }
+    }
 }
 
 /// What this rank has sent and received so far: values, and their bytes (metadata and
@@ -157,23 +199,26 @@ impl Cluster {
     fn with(rank: usize, size: usize, comm: Option<Comm>) -> Self {
         Cluster {
             inner: Arc::new(Inner {
-                rank,
                 size,
+                link: Arc::new(Link {
+                    rank,
+                    port: comm.as_ref().map(|comm| comm.port().clone()),
+                    traffic: Default::default(),
+                    unposted: AtomicU64::new(0),
+                }),
                 comm: Mutex::new(comm),
                 order: Mutex::new(Order {
                     thread: None,
                     next_transfer: 0,
                     operations: 0,
                 }),
-                traffic: Default::default(),
-                unposted: AtomicU64::new(0),
             }),
         }
     }
 
     /// This rank, from 0.
     pub fn rank(&self) -> usize {
-        self.inner.rank
+        self.inner.link.rank
     }
 
     /// The number of ranks.
@@ -185,6 +230,7 @@ impl Cluster {
     pub fn traffic(&self) -> Traffic {
         let [sent, sent_bytes, received, received_bytes] = self
             .inner
+            .link
             .traffic
             .each_ref()
             .map(|c| c.load(Ordering::Relaxed));
@@ -194,11 +240,6 @@ impl Cluster {
             received,
             received_bytes,
         }
-    }
-
-    fn count(&self, first: usize, bytes: usize) {
-        self.inner.traffic[first].fetch_add(1, Ordering::Relaxed);
-        self.inner.traffic[first + 1].fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Checks a rank number.
@@ -218,8 +259,11 @@ impl Cluster {
     /// the operation and where the program issued it to rank 0, which ends the program
     /// with a clear error at the first difference instead of letting ranks wait for
     /// messages that never come.
+    ///
+    /// `what` names the operation with the arguments that decide who sends what to whom
+    /// (ranks, shapes, placements), so ranks that call it differently are caught too.
     #[track_caller]
-    pub(crate) fn operation(&self, what: &str) -> Result<(), Error> {
+    pub(crate) fn operation(&self, what: std::fmt::Arguments<'_>) -> Result<(), Error> {
         if self.size() > 1
             && self
                 .inner
@@ -263,24 +307,30 @@ impl Cluster {
     }
 
     fn command(&self, command: Command) {
-        let comm = self.inner.comm.lock().unwrap_or_else(|e| e.into_inner());
-        match comm.as_ref() {
-            Some(comm) => comm.send(command),
-            // Distributed operations are errors after `finish`, and `finish` waits for
-            // every send: nothing should get here.
-            None => eprintln!(
-                "dagger-mpi, rank {}: a message after `finish` was dropped",
-                self.rank()
-            ),
+        self.inner.link.command(command)
+    }
+
+    /// Whether `other` is this cluster (a value of another cluster cannot take part).
+    pub(crate) fn check_same(&self, other: &Cluster, what: &str) -> Result<(), Error> {
+        if Arc::ptr_eq(&self.inner, &other.inner) {
+            return Ok(());
         }
+        Err(Error::InvalidUse(format!(
+            "{what}: a value of another cluster (rank {} of {}) was given to rank {} of {}",
+            other.rank(),
+            other.size(),
+            self.rank(),
+            self.size()
+        )))
     }
 
     /// Sends `value` to `to` as transfer `id` once it is computed; its failure instead,
     /// when it fails.
     pub(crate) fn send_when_ready<T: Transfer>(&self, value: &Handle<T>, id: u64, to: usize) {
-        self.inner.unposted.fetch_add(1, Ordering::AcqRel);
+        let link = self.inner.link.clone();
+        link.unposted.fetch_add(1, Ordering::AcqRel);
         let sender = Sender {
-            cluster: self.clone(),
+            link,
             id,
             to,
             value: value.clone(),
@@ -303,19 +353,26 @@ impl Cluster {
             type_name: std::any::type_name::<T>(),
             promise,
         });
-        let cluster = self.clone();
+        let link = self.inner.link.clone();
         dagger_core::try_spawn_with(&raw, move |received: &Received| {
-            cluster.count(2, received.meta.len() + received.bulk.len());
-            if let Some(message) = &received.failure {
-                return Err(RemoteFailure {
-                    rank: received.from,
-                    message: message.clone(),
-                });
-            }
-            T::decode(&received.meta, &received.bulk).map_err(|e| RemoteFailure {
+            link.count(2, received.meta.len() + received.bulk.len());
+            let failure = |message: String| RemoteFailure {
                 rank: received.from,
-                message: e.to_string(),
-            })
+                message,
+            };
+            if let Some(message) = &received.failure {
+                return Err(failure(message.clone()));
+            }
+            // A panicking `decode` is the sender's value gone wrong: say whose.
+            let decoded = std::panic::catch_unwind(|| T::decode(&received.meta, &received.bulk));
+            match decoded {
+                Ok(value) => value.map_err(|e| failure(e.to_string())),
+                Err(panic) => Err(failure(format!(
+                    "decoding a `{}` panicked: {}",
+                    std::any::type_name::<T>(),
+                    crate::comm::panic_text(&*panic)
+                ))),
+            }
         })
     }
 
@@ -344,9 +401,7 @@ impl Cluster {
 
     /// Waits for the tasks that send values (they run once their value is computed).
     fn wait_until_posted(&self) {
-        while self.inner.unposted.load(Ordering::Acquire) > 0 {
-            std::thread::sleep(std::time::Duration::from_micros(100));
-        }
+        self.inner.wait_until_posted();
     }
 
     /// Ends this rank's part in the program, as `MPI_Finalize` does: waits until every
@@ -357,14 +412,7 @@ impl Cluster {
     /// the last handle finishes too, but values and tasks may hold handles after `main`
     /// returns, and an MPI program that exits without finishing is an error.)
     pub fn finish(&self) -> Result<(), Error> {
-        self.wait_until_posted();
-        let comm = self
-            .inner
-            .comm
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let errors = comm.map(Comm::finish).unwrap_or_default();
+        let errors = self.inner.finish(true);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -377,22 +425,78 @@ impl Cluster {
     }
 }
 
+impl Inner {
+    fn wait_until_posted(&self) {
+        while self.link.unposted.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
+    /// Whether the caller is the thread that issues the distributed operations (or none
+    /// has been issued yet).
+    fn on_issuing_thread(&self) -> bool {
+        let order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        order
+            .thread
+            .is_none_or(|thread| thread == std::thread::current().id())
+    }
+
+    /// Finishes the communication thread (once; later calls find nothing to finish) and
+    /// returns the protocol errors. In debug builds the end is recorded as one more
+    /// operation, so a rank that ends while others still issue operations is caught.
+    fn finish(&self, wait_for_others: bool) -> Vec<String> {
+        self.wait_until_posted();
+        let comm = self.comm.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(comm) = comm else {
+            return Vec::new();
+        };
+        if cfg!(debug_assertions) && self.size > 1 {
+            let index = self
+                .order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .operations
+                + 1;
+            self.link.command(Command::Record {
+                index,
+                description: "the end of the program (`finish`, or the last Cluster dropped)"
+                    .to_owned(),
+            });
+        }
+        comm.finish(wait_for_others)
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        let Some(comm) = self
-            .comm
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return;
-        };
-        if std::thread::panicking() {
-            comm.send(Command::Abort(1));
+        if !self.on_issuing_thread() {
+            // A worker or another thread must not block here: start the end and go.
+            if let Some(comm) = self
+                .comm
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                comm.finish_in_background();
+            }
             return;
         }
-        for error in comm.finish() {
-            eprintln!("dagger-mpi, rank {}: {error}", self.rank);
+        if std::thread::panicking() {
+            if let Some(comm) = self
+                .comm
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                let _ = comm.port().send(Command::Abort {
+                    code: 1,
+                    why: format!("rank {} panicked", self.link.rank),
+                });
+            }
+            return;
+        }
+        for error in self.finish(false) {
+            eprintln!("dagger-mpi, rank {}: {error}", self.link.rank);
         }
     }
 }
@@ -417,7 +521,7 @@ impl std::error::Error for RemoteFailure {}
 /// Sends one value once; if dropped unsent (its task did not run because the value
 /// failed, or encoding panicked), sends the failure instead, so the receiver never waits.
 struct Sender<T: Transfer> {
-    cluster: Cluster,
+    link: Arc<Link>,
     id: u64,
     to: usize,
     value: Handle<T>,
@@ -427,24 +531,46 @@ struct Sender<T: Transfer> {
 impl<T: Transfer> Sender<T> {
     fn send(&mut self, value: &T) {
         let mut meta = Vec::new();
-        let bulk = value.encode(&mut meta);
-        let head = wire::value_head(self.id, type_tag::<T>(), &meta, bulk);
-        self.cluster.count(0, meta.len() + bulk.len());
-        let bulk = (bulk.len() > wire::INLINE_LIMIT).then(|| {
-            // SAFETY: `bulk` borrows from the value of the finished task that `keep`
-            // refers to. A finished task's value is moved out only through a unique
-            // handle (`Handle::fetch`, a by-value input), and `keep` is a second handle,
-            // so it is not unique while it lives; otherwise the value is only ever
-            // shared (`&T`). So the bytes stay valid and unchanged while `keep` lives.
-            unsafe { Bulk::new(Box::new(self.value.clone()), bulk) }
+        let encoded = value.encode(&mut meta).map_err(|e| e.to_string());
+        let encoded = encoded.and_then(|bulk| {
+            if meta.len() > wire::META_LIMIT {
+                return Err(format!(
+                    "the metadata of a `{}` is {} bytes, over the limit of {} (send large \
+                     parts as bulk bytes)",
+                    std::any::type_name::<T>(),
+                    meta.len(),
+                    wire::META_LIMIT
+                ));
+            }
+            Ok(bulk)
         });
-        self.cluster.command(Command::Post(Outgoing {
+        let (head, bulk) = match encoded {
+            Err(why) => (wire::failure_head(self.id, type_tag::<T>(), &why), None),
+            Ok(bulk) => {
+                let head = wire::value_head(self.id, type_tag::<T>(), &meta, &bulk);
+                self.link.count(0, meta.len() + bulk.len());
+                let bulk = (bulk.len() > wire::INLINE_LIMIT).then(|| match bulk {
+                    Cow::Owned(bytes) => Bulk::owned(bytes),
+                    // SAFETY: `bytes` borrows from the value of the finished task that
+                    // `keep` refers to. A finished task's value is moved out only through
+                    // a unique handle (`Handle::fetch`, a by-value input), and `keep` is a
+                    // second handle, so it is not unique while it lives; otherwise the
+                    // value is only ever shared (`&T`). So the bytes stay valid and
+                    // unchanged while `keep` lives.
+                    Cow::Borrowed(bytes) => unsafe {
+                        Bulk::new(Box::new(self.value.clone()), bytes)
+                    },
+                });
+                (head, bulk)
+            }
+        };
+        self.link.command(Command::Post(Outgoing {
             to: self.to,
             head,
             bulk,
         }));
         self.sent = true;
-        self.cluster.inner.unposted.fetch_sub(1, Ordering::AcqRel);
+        self.link.unposted.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -461,11 +587,11 @@ impl<T: Transfer> Drop for Sender<T> {
             ),
         };
         let head = wire::failure_head(self.id, type_tag::<T>(), &message);
-        self.cluster.command(Command::Post(Outgoing {
+        self.link.command(Command::Post(Outgoing {
             to: self.to,
             head,
             bulk: None,
         }));
-        self.cluster.inner.unposted.fetch_sub(1, Ordering::AcqRel);
+        self.link.unposted.fetch_sub(1, Ordering::AcqRel);
     }
 }

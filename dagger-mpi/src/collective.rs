@@ -21,7 +21,10 @@ impl Cluster {
         value: Option<&Handle<T>>,
     ) -> Result<Handle<T>, Error> {
         self.check_rank(root, "broadcast")?;
-        self.operation("broadcast")?;
+        self.operation(format_args!(
+            "broadcast<{}> from {root}",
+            std::any::type_name::<T>()
+        ))?;
         // Without a value the root still takes part, with a failure in its place: every
         // rank then fails the same way instead of waiting for a value that never comes.
         let local = (self.rank() == root).then(|| match value {
@@ -45,7 +48,10 @@ impl Cluster {
         local: &Handle<T>,
     ) -> Result<Option<Handle<Vec<T>>>, Error> {
         self.check_rank(root, "gather")?;
-        self.operation("gather")?;
+        self.operation(format_args!(
+            "gather<{}> to {root}",
+            std::any::type_name::<T>()
+        ))?;
         let parts: Vec<Option<Handle<T>>> = (0..self.size())
             .map(|owner| self.contribution(owner, local).bring_to(root))
             .collect();
@@ -58,7 +64,7 @@ impl Cluster {
         &self,
         local: &Handle<T>,
     ) -> Result<Handle<Vec<T>>, Error> {
-        self.operation("all_gather")?;
+        self.operation(format_args!("all_gather<{}>", std::any::type_name::<T>()))?;
         let parts: Vec<Option<Handle<T>>> = (0..self.size())
             .map(|owner| {
                 let part = self.contribution(owner, local);
@@ -77,7 +83,7 @@ impl Cluster {
         T: Transfer,
         F: Fn(&T, &T) -> T + Send + Sync + 'static,
     {
-        self.operation("all_reduce")?;
+        self.operation(format_args!("all_reduce<{}>", std::any::type_name::<T>()))?;
         Ok(self.all_reduce_in_order(local, op))
     }
 

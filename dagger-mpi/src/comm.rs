@@ -6,8 +6,9 @@
 //! no receive ever asked for.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use dagger_core::Promise;
@@ -46,14 +47,39 @@ pub(crate) enum Command {
         first: bool,
         answer: Sender<Option<Duration>>,
     },
-    /// Finish, then answer with the protocol errors seen.
-    Finish(Sender<Vec<String>>),
-    Abort(i32),
+    /// Finish, then answer with the protocol errors seen. Without `wait_for_others` the
+    /// rank arrives at the final barrier without waiting there, unless the transport
+    /// needs every rank at its end (MPI_Finalize does).
+    Finish {
+        answer: Sender<Vec<String>>,
+        wait_for_others: bool,
+    },
+    /// End the whole program on every rank.
+    Abort {
+        code: i32,
+        why: String,
+    },
 }
 
-/// The program's side of the communication thread.
-pub(crate) struct Comm {
+/// The way to the communication thread, for anyone (tasks too): cloning is cheap.
+#[derive(Clone)]
+pub(crate) struct Port {
     commands: Sender<Command>,
+    thread: Thread,
+}
+
+impl Port {
+    /// Hands `command` to the thread; gives it back when the thread has ended.
+    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
+        self.commands.send(command).map_err(|unsent| unsent.0)?;
+        self.thread.unpark();
+        Ok(())
+    }
+}
+
+/// The program's side of the communication thread: the one owner that finishes it.
+pub(crate) struct Comm {
+    port: Port,
     thread: JoinHandle<()>,
 }
 
@@ -70,7 +96,19 @@ impl Comm {
             .spawn(move || match transport() {
                 Ok(transport) => {
                     let _ = ready.send(Ok((transport.rank(), transport.size())));
-                    Loop::new(transport, inbox).run();
+                    let mut running = Loop::new(transport, inbox);
+                    // A panic here (a bug, or MPI refusing a call) would leave every rank
+                    // waiting for this one: fail what waits here and end the program.
+                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| running.run())) {
+                        let why = format!(
+                            "the communication thread of rank {} panicked: {}",
+                            running.transport.rank(),
+                            panic_text(&*panic)
+                        );
+                        running.give_up(&why);
+                        running.answer_finish();
+                        running.transport.abort(3, &why);
+                    }
                 }
                 Err(why) => {
                     let _ = ready.send(Err(why));
@@ -80,24 +118,49 @@ impl Comm {
         let (rank, size) = started
             .recv()
             .map_err(|_| "the communication thread ended while starting".to_owned())??;
-        Ok((Comm { commands, thread }, rank, size))
+        let port = Port {
+            commands,
+            thread: thread.thread().clone(),
+        };
+        Ok((Comm { port, thread }, rank, size))
     }
 
-    pub(crate) fn send(&self, command: Command) {
-        // The thread lives until `finish`, which takes `self`: the channel is open.
-        let _ = self.commands.send(command);
-        self.thread.thread().unpark();
+    pub(crate) fn port(&self) -> &Port {
+        &self.port
     }
 
-    /// Waits for every message to be sent and received and for every rank to get here.
-    pub(crate) fn finish(self) -> Vec<String> {
+    /// Waits for every message to be sent and received and (with `wait_for_others`, or
+    /// where the transport needs it) for every rank to get here.
+    pub(crate) fn finish(self, wait_for_others: bool) -> Vec<String> {
         let (answer, errors) = channel();
-        self.send(Command::Finish(answer));
-        let errors = errors
-            .recv()
-            .unwrap_or_else(|_| vec!["the communication thread ended early".to_owned()]);
+        let sent = self.port.send(Command::Finish {
+            answer,
+            wait_for_others,
+        });
+        let errors = match sent {
+            Ok(()) => errors.recv().ok(),
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| vec!["the communication thread ended early".to_owned()]);
         let _ = self.thread.join();
         errors
+    }
+
+    /// Asks the thread to finish without waiting for it, nor for the other ranks.
+    pub(crate) fn finish_in_background(self) {
+        let (answer, _) = channel();
+        let _ = self.port.send(Command::Finish {
+            answer,
+            wait_for_others: false,
+        });
+    }
+}
+
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_owned(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".to_owned(),
     }
 }
 
@@ -115,8 +178,11 @@ struct Loop<T> {
     /// Messages whose receive was not announced yet.
     early: HashMap<u64, (usize, Head, Vec<u8>)>,
     errors: Vec<String>,
-    finish: Option<Sender<Vec<String>>>,
+    /// Where to answer `Finish`, and whether to wait for the other ranks.
+    finish: Option<(Sender<Vec<String>>, bool)>,
     in_flight: usize,
+    /// Why the program was ended (ranks as threads go on, failing everything).
+    aborted: Option<String>,
     /// On rank 0: per operation number, the first description seen, from which rank,
     /// and how many ranks agreed so far.
     records: HashMap<u64, (String, usize, usize)>,
@@ -132,27 +198,45 @@ impl<T: Transport> Loop<T> {
             errors: Vec::new(),
             finish: None,
             in_flight: 0,
+            aborted: None,
             records: HashMap::new(),
         }
     }
 
-    fn run(mut self) {
+    fn run(&mut self) {
         let mut last_work = Instant::now();
         let mut barrier_started = false;
-        loop {
+        'run: loop {
+            if self.aborted.is_none() {
+                if let Some(why) = self.transport.aborted() {
+                    self.give_up(&why);
+                }
+            }
             let mut worked = false;
             while let Ok(command) = self.inbox.try_recv() {
                 worked = true;
                 match command {
-                    Command::Post(message) => self.transport.post(message),
+                    Command::Post(message) => {
+                        if self.aborted.is_none() {
+                            self.transport.post(message);
+                        }
+                    }
                     Command::Expect {
                         id,
                         from,
                         type_tag,
                         type_name,
                         promise,
-                    } => self.expect(id, from, type_tag, type_name, promise),
-                    Command::Record { index, description } => self.record(index, description),
+                    } => match &self.aborted {
+                        None => self.expect(id, from, type_tag, type_name, promise),
+                        Some(why) => promise
+                            .complete_on_worker(Err(dagger_core::Error::InvalidUse(why.clone()))),
+                    },
+                    Command::Record { index, description } => {
+                        if self.aborted.is_none() {
+                            self.record(index, description);
+                        }
+                    }
                     Command::PingPong {
                         peer,
                         bytes,
@@ -162,24 +246,43 @@ impl<T: Transport> Loop<T> {
                     } => {
                         let _ = answer.send(self.transport.ping_pong(peer, bytes, rounds, first));
                     }
-                    Command::Finish(answer) => self.finish = Some(answer),
-                    Command::Abort(code) => self.transport.abort(code),
+                    Command::Finish {
+                        answer,
+                        wait_for_others,
+                    } => self.finish = Some((answer, wait_for_others)),
+                    Command::Abort { code, why } => {
+                        self.transport.abort(code, &why);
+                        // Ranks as threads: this rank's program is gone.
+                        self.give_up(&why);
+                        break 'run;
+                    }
                 }
+            }
+            if self.aborted.is_some() {
+                if self.finish.is_some() {
+                    break;
+                }
+                std::thread::park();
+                continue;
             }
             self.in_flight = self.transport.progress();
             while let Some((from, head)) = self.transport.try_receive_head() {
                 worked = true;
                 self.arrive(from, head);
             }
-            if self.finish.is_some() && self.in_flight == 0 && self.expected.is_empty() {
-                // Keep receiving while the others get here: a rank that sends a message
-                // nobody asked for must see it received to reach the barrier itself.
-                if !barrier_started {
-                    self.transport.start_barrier();
-                    barrier_started = true;
-                }
-                if self.transport.barrier_done() {
-                    break;
+            if let Some((_, wait_for_others)) = &self.finish {
+                if self.in_flight == 0 && self.expected.is_empty() {
+                    // Keep receiving while the others get here: a rank that sends a
+                    // message nobody asked for must see it received to reach the barrier
+                    // itself.
+                    if !barrier_started {
+                        self.transport.start_barrier();
+                        barrier_started = true;
+                    }
+                    let wait = *wait_for_others || self.transport.needs_every_rank_at_end();
+                    if !wait || self.transport.barrier_done() {
+                        break;
+                    }
                 }
             }
             if worked {
@@ -213,8 +316,25 @@ impl<T: Transport> Loop<T> {
                 head.type_tag
             ));
         }
+        self.answer_finish();
+    }
+
+    /// The program was ended (or this thread cannot go on): fails every receive waiting
+    /// here and every later one; `Finish` is then answered with why.
+    fn give_up(&mut self, why: &str) {
+        for (_, expected) in self.expected.drain() {
+            expected
+                .promise
+                .complete_on_worker(Err(dagger_core::Error::InvalidUse(why.to_owned())));
+        }
+        self.early.clear();
+        self.errors.push(why.to_owned());
+        self.aborted = Some(why.to_owned());
+    }
+
+    fn answer_finish(&mut self) {
         let errors = std::mem::take(&mut self.errors);
-        if let Some(answer) = self.finish.take() {
+        if let Some((answer, _)) = self.finish.take() {
             let _ = answer.send(errors);
         }
     }
@@ -265,13 +385,13 @@ impl<T: Transport> Loop<T> {
             .entry(index)
             .or_insert_with(|| (description.clone(), from, 0));
         if entry.0 != description {
-            eprintln!(
-                "dagger-mpi: the ranks diverged at distributed operation {index}: rank {} issued \
-                 `{}` and rank {from} issued `{description}`. Every rank must issue the same \
-                 distributed operations in the same order (the SPMD contract); ending the program.",
+            let why = format!(
+                "the ranks diverged at distributed operation {index}: rank {} issued `{}` and \
+                 rank {from} issued `{description}`. Every rank must issue the same distributed \
+                 operations in the same order, with the same arguments (the SPMD contract)",
                 entry.1, entry.0
             );
-            self.transport.abort(2);
+            self.transport.abort(2, &why);
             return;
         }
         entry.2 += 1;

@@ -130,7 +130,11 @@ impl<T: Transfer> Dist<T> {
     /// that does not, doubling the holders each round). A distributed operation.
     #[track_caller]
     pub fn replicate(&self) -> Result<(), Error> {
-        self.inner.cluster.operation("replicate")?;
+        self.inner.cluster.operation(format_args!(
+            "replicate<{}> from {}",
+            std::any::type_name::<T>(),
+            self.inner.owner
+        ))?;
         self.replicate_in_order();
         Ok(())
     }
@@ -157,7 +161,11 @@ impl<T: Transfer> Dist<T> {
     where
         T: Clone,
     {
-        self.inner.cluster.operation("fetch")?;
+        self.inner.cluster.operation(format_args!(
+            "fetch<{}> from {}",
+            std::any::type_name::<T>(),
+            self.inner.owner
+        ))?;
         self.replicate_in_order();
         let local = self.local().expect("every rank holds it after replicate");
         local.fetch()
@@ -171,7 +179,11 @@ impl<T: Transfer> Dist<T> {
     {
         let cluster = &self.inner.cluster;
         cluster.check_rank(rank, "fetch_on")?;
-        cluster.operation("fetch_on")?;
+        cluster.operation(format_args!(
+            "fetch_on({rank})<{}> from {}",
+            std::any::type_name::<T>(),
+            self.inner.owner
+        ))?;
         match self.bring_to(rank) {
             Some(local) => local.fetch().map(Some),
             None => Ok(None),

@@ -50,4 +50,4 @@ pub use array::{DistArray, Placement};
 pub use cluster::{init, local_ranks, Cluster, RemoteFailure, Traffic};
 pub use dist::Dist;
 pub use spawn::DistInputs;
-pub use transfer::{DecodeError, Serde, Transfer};
+pub use transfer::{DecodeError, EncodeError, Serde, Transfer};

@@ -14,6 +14,9 @@ pub trait DistInputs<F, T> {
     /// Brings every input to `rank` and, on that rank, spawns `f` on them.
     #[doc(hidden)]
     fn spawn_at(self, cluster: &Cluster, rank: usize, f: F) -> Option<Handle<T>>;
+    /// An error when an input belongs to another cluster.
+    #[doc(hidden)]
+    fn check_cluster(&self, cluster: &Cluster) -> Result<(), Error>;
 }
 
 macro_rules! inputs {
@@ -23,6 +26,11 @@ macro_rules! inputs {
             F: FnOnce($(&$name),*) -> T + Send + 'static,
             T: Send + Sync + 'static,
         {
+            fn check_cluster(&self, cluster: &Cluster) -> Result<(), Error> {
+                $(cluster.check_same(self.$index.cluster(), "spawn_on_with")?;)*
+                Ok(())
+            }
+
             fn spawn_at(self, _cluster: &Cluster, rank: usize, f: F) -> Option<Handle<T>> {
                 // Every rank brings every input, in order, whether or not it runs the task.
                 $(let $value = self.$index.bring_to(rank);)*
@@ -57,7 +65,10 @@ impl Cluster {
         F: FnOnce() -> T + Send + 'static,
     {
         self.check_rank(rank, "spawn_on")?;
-        self.operation("spawn_on")?;
+        self.operation(format_args!(
+            "spawn_on({rank})<{}>",
+            std::any::type_name::<T>()
+        ))?;
         let local = (self.rank() == rank).then(|| dagger_core::spawn(f));
         Ok(Dist::new(self, rank, local))
     }
@@ -71,7 +82,11 @@ impl Cluster {
         T: Transfer,
     {
         self.check_rank(rank, "spawn_on_with")?;
-        self.operation("spawn_on_with")?;
+        inputs.check_cluster(self)?;
+        self.operation(format_args!(
+            "spawn_on_with({rank})<{}>",
+            std::any::type_name::<T>()
+        ))?;
         Ok(self.spawn_in_order(rank, inputs, f))
     }
 

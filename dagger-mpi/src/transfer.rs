@@ -2,6 +2,8 @@
 //! borrowed from the value on the sending side (no copy); other values go through serde
 //! and postcard ([`Serde`]).
 
+use std::borrow::Cow;
+
 use bytemuck::Pod;
 use dagger_array::{Block, Element, Shape};
 
@@ -17,14 +19,28 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Why a value cannot be sent (the receiving ranks get this as the value's failure).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodeError(pub String);
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a value could not be encoded: {}", self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
 /// A value that can move from one rank to another.
 ///
-/// `encode` writes small metadata into `meta` and returns the bulk of the value as bytes
-/// borrowed from it: those are sent as they are, without a copy, while the value is kept
-/// alive. `decode` makes the value again from both.
+/// `encode` writes small metadata (under 1 GiB) into `meta` and returns the bulk of the
+/// value: bytes borrowed from it are sent as they are, without a copy, while the value is
+/// kept alive; owned bytes (a serialized form) are sent and dropped. Bulk of any size
+/// goes, in pieces. An encode error reaches the receiving ranks as the value's failure.
+/// `decode` makes the value again from both.
 pub trait Transfer: Send + Sync + Sized + 'static {
     /// Writes the metadata; returns the bulk bytes (empty when everything is in `meta`).
-    fn encode<'a>(&'a self, meta: &mut Vec<u8>) -> &'a [u8];
+    fn encode<'a>(&'a self, meta: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, EncodeError>;
     /// Makes the value from what `encode` produced on the sending rank.
     fn decode(meta: &[u8], bulk: &[u8]) -> Result<Self, DecodeError>;
 }
@@ -46,8 +62,8 @@ fn pod_vec<T: Pod>(bulk: &[u8]) -> Result<Vec<T>, DecodeError> {
 macro_rules! scalars {
     ($($t:ty),*) => {$(
         impl Transfer for $t {
-            fn encode<'a>(&'a self, _meta: &mut Vec<u8>) -> &'a [u8] {
-                bytemuck::bytes_of(self)
+            fn encode<'a>(&'a self, _meta: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, EncodeError> {
+                Ok(Cow::Borrowed(bytemuck::bytes_of(self)))
             }
             fn decode(_meta: &[u8], bulk: &[u8]) -> Result<Self, DecodeError> {
                 if bulk.len() != std::mem::size_of::<$t>() {
@@ -64,17 +80,36 @@ macro_rules! scalars {
 scalars!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
 
 impl<T: Pod + Send + Sync> Transfer for Vec<T> {
-    fn encode<'a>(&'a self, _meta: &mut Vec<u8>) -> &'a [u8] {
-        bytemuck::cast_slice(self)
+    fn encode<'a>(&'a self, meta: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, EncodeError> {
+        // The length, for zero-sized elements (no bytes to count).
+        meta.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        Ok(Cow::Borrowed(bytemuck::cast_slice(self)))
     }
-    fn decode(_meta: &[u8], bulk: &[u8]) -> Result<Self, DecodeError> {
-        pod_vec(bulk)
+    fn decode(meta: &[u8], bulk: &[u8]) -> Result<Self, DecodeError> {
+        let len = read_u64(meta, 0).ok_or_else(|| {
+            DecodeError(format!(
+                "a vector's length needs 8 bytes, not {}",
+                meta.len()
+            ))
+        })?;
+        if std::mem::size_of::<T>() == 0 {
+            // No bytes to allocate or copy: a length of `()`s is free.
+            return Ok(vec![T::zeroed(); len as usize]);
+        }
+        let values = pod_vec::<T>(bulk)?;
+        if values.len() as u64 != len {
+            return Err(DecodeError(format!(
+                "{} elements where {len} were sent",
+                values.len()
+            )));
+        }
+        Ok(values)
     }
 }
 
 impl Transfer for String {
-    fn encode<'a>(&'a self, _meta: &mut Vec<u8>) -> &'a [u8] {
-        self.as_bytes()
+    fn encode<'a>(&'a self, _meta: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, EncodeError> {
+        Ok(Cow::Borrowed(self.as_bytes()))
     }
     fn decode(_meta: &[u8], bulk: &[u8]) -> Result<Self, DecodeError> {
         String::from_utf8(bulk.to_vec()).map_err(|e| DecodeError(e.to_string()))
@@ -82,11 +117,11 @@ impl Transfer for String {
 }
 
 impl<T: Element + Pod> Transfer for Block<T> {
-    fn encode<'a>(&'a self, meta: &mut Vec<u8>) -> &'a [u8] {
+    fn encode<'a>(&'a self, meta: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, EncodeError> {
         let Shape { rows, cols } = self.shape();
         meta.extend_from_slice(&(rows as u64).to_le_bytes());
         meta.extend_from_slice(&(cols as u64).to_le_bytes());
-        bytemuck::cast_slice(self.as_slice())
+        Ok(Cow::Borrowed(bytemuck::cast_slice(self.as_slice())))
     }
     fn decode(meta: &[u8], bulk: &[u8]) -> Result<Self, DecodeError> {
         let (Some(rows), Some(cols)) = (read_u64(meta, 0), read_u64(meta, 8)) else {
@@ -95,11 +130,12 @@ impl<T: Element + Pod> Transfer for Block<T> {
                 meta.len()
             )));
         };
-        let shape = Shape {
-            rows: rows as usize,
-            cols: cols as usize,
+        let (Ok(rows), Ok(cols)) = (usize::try_from(rows), usize::try_from(cols)) else {
+            return Err(DecodeError(format!(
+                "a {rows} x {cols} block does not fit in memory"
+            )));
         };
-        Block::new(shape, pod_vec(bulk)?).map_err(|e| DecodeError(e.to_string()))
+        Block::new(Shape { rows, cols }, pod_vec(bulk)?).map_err(|e| DecodeError(e.to_string()))
     }
 }
 
@@ -115,10 +151,10 @@ fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
 ///
 /// let value = Serde(vec![("a".to_string(), 1u32)]);
 /// let mut meta = Vec::new();
-/// let bulk = value.encode(&mut meta).to_vec();
+/// let bulk = value.encode(&mut meta)?.into_owned();
 /// let back = Serde::<Vec<(String, u32)>>::decode(&meta, &bulk)?;
 /// assert_eq!(back.0, value.0);
-/// # Ok::<(), dagger_mpi::DecodeError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Serde<T>(pub T);
@@ -127,17 +163,17 @@ impl<T> Transfer for Serde<T>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    fn encode<'a>(&'a self, meta: &mut Vec<u8>) -> &'a [u8] {
-        // A value that serde cannot write (a map with non-string keys in some formats,
-        // a failing `Serialize` impl) is sent as nothing, and fails to decode, by name.
-        match postcard::to_extend(&self.0, std::mem::take(meta)) {
-            Ok(bytes) => *meta = bytes,
-            Err(_) => meta.clear(),
-        }
-        &[]
+    fn encode<'a>(&'a self, _meta: &mut Vec<u8>) -> Result<Cow<'a, [u8]>, EncodeError> {
+        // The bytes go as bulk: any size, in pieces.
+        postcard::to_stdvec(&self.0).map(Cow::Owned).map_err(|e| {
+            EncodeError(format!(
+                "postcard could not write a `{}`: {e}",
+                std::any::type_name::<T>()
+            ))
+        })
     }
-    fn decode(meta: &[u8], _bulk: &[u8]) -> Result<Self, DecodeError> {
-        postcard::from_bytes(meta).map(Serde).map_err(|e| {
+    fn decode(_meta: &[u8], bulk: &[u8]) -> Result<Self, DecodeError> {
+        postcard::from_bytes(bulk).map(Serde).map_err(|e| {
             DecodeError(format!(
                 "postcard could not read a `{}`: {e}",
                 std::any::type_name::<T>()
@@ -164,7 +200,7 @@ mod tests {
 
     fn round_trip<T: Transfer>(value: &T) -> Result<T, DecodeError> {
         let mut meta = Vec::new();
-        let bulk = value.encode(&mut meta).to_vec();
+        let bulk = value.encode(&mut meta).expect("encodes").into_owned();
         T::decode(&meta, &bulk)
     }
 
@@ -172,6 +208,7 @@ mod tests {
     fn values_come_back_equal() {
         assert_eq!(round_trip(&7.5f64).unwrap(), 7.5);
         assert_eq!(round_trip(&vec![1u32, 2, 3]).unwrap(), vec![1, 2, 3]);
+        assert_eq!(round_trip(&vec![(); 5]).unwrap().len(), 5);
         assert_eq!(round_trip(&"héllo".to_string()).unwrap(), "héllo");
         let block = Block::new((2, 3).into(), vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
         assert_eq!(round_trip(&block).unwrap(), block);
@@ -189,7 +226,13 @@ mod tests {
         let mut meta = 2u64.to_le_bytes().to_vec();
         meta.extend_from_slice(&2u64.to_le_bytes());
         assert!(Block::<f64>::decode(&meta, &[0; 8]).is_err());
-        assert!(Serde::<(u64, String)>::decode(&[0xff; 3], &[]).is_err());
+        assert!(Serde::<(u64, String)>::decode(&[], &[0xff; 3]).is_err());
+        // A shape too large for memory, and a vector whose length disagrees.
+        let mut huge = (1u64 << 32).to_le_bytes().to_vec();
+        huge.extend_from_slice(&(1u64 << 32).to_le_bytes());
+        assert!(Block::<f64>::decode(&huge, &[]).is_err());
+        assert!(Vec::<u32>::decode(&3u64.to_le_bytes(), &[0; 8]).is_err());
+        assert!(Vec::<u32>::decode(&[], &[0; 8]).is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@ const HEAD_FIXED: usize = 4 + 8 + 8 + 1 + 4 + 8;
 pub(crate) const INLINE_LIMIT: usize = 64 * 1024;
 /// MPI counts are `i32`: a large value goes in pieces of 1 GiB.
 pub(crate) const PIECE: usize = 1 << 30;
+/// A head is one MPI message: its metadata must stay well under `i32::MAX` bytes.
+pub(crate) const META_LIMIT: usize = 1 << 30;
 
 /// What a head says.
 #[derive(Debug, PartialEq)]

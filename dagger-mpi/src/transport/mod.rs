@@ -15,7 +15,7 @@ pub(crate) struct Bulk {
 }
 
 // SAFETY: `Bulk` is a shared, read-only view of bytes owned by `_keep`, which is `Send`;
-// the bytes are never written while it exists (see `Bulk::new`), so reading them from
+// the bytes are never written while it exists (see `Bulk::new`, `Bulk::owned`), so reading them from
 // another thread is as safe as sending `_keep` there.
 unsafe impl Send for Bulk {}
 
@@ -31,9 +31,21 @@ impl Bulk {
         }
     }
 
+    /// Bytes this message owns (a serialized value).
+    pub(crate) fn owned(bytes: Vec<u8>) -> Self {
+        let (ptr, len) = (bytes.as_ptr(), bytes.len());
+        // Moving a `Vec` into the box leaves its heap buffer where it is: `ptr` stays
+        // valid, and nothing else can reach the bytes to change them.
+        Bulk {
+            _keep: Box::new(bytes),
+            ptr,
+            len,
+        }
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: the contract of `new`: `_keep` is alive as long as `self` and keeps the
-        // bytes valid and unchanged.
+        // SAFETY: `_keep` is alive as long as `self` and keeps the bytes valid and
+        // unchanged: by the contract of `new`, or as the `Vec` that `owned` boxed.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
@@ -62,8 +74,17 @@ pub(crate) trait Transport {
     fn start_barrier(&mut self);
     /// Whether every rank has reached the barrier started last.
     fn barrier_done(&mut self) -> bool;
-    /// Ends the whole program on every rank (a rank failed beyond recovery).
-    fn abort(&mut self, code: i32);
+    /// Ends the whole program on every rank (a rank failed beyond recovery), saying why.
+    /// Under MPI it does not return; ranks as threads go on, failing everything.
+    fn abort(&mut self, code: i32, why: &str);
+    /// Why another rank ended the program, when this transport outlives that.
+    fn aborted(&self) -> Option<String> {
+        None
+    }
+    /// Whether a rank must wait for every other at its end (MPI_Finalize is collective).
+    fn needs_every_rank_at_end(&self) -> bool {
+        true
+    }
     /// The benchmarks' baseline: `rounds` blocking round trips of `bytes` bytes with
     /// `peer` straight on the transport (this rank sends first when `first`), or `None`
     /// when the transport has no such thing.

@@ -164,7 +164,11 @@ impl Transport for MpiTransport {
         }
     }
 
-    fn abort(&mut self, code: i32) {
+    fn abort(&mut self, code: i32, why: &str) {
+        eprintln!(
+            "dagger-mpi, rank {}: {why}; ending the program",
+            self.world.rank()
+        );
         self.world.abort(code)
     }
 

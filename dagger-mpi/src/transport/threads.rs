@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::{Outgoing, Transport};
 
@@ -21,12 +21,15 @@ pub(crate) struct ThreadTransport {
     queues: Vec<VecDeque<Piece>>,
     barrier: Arc<AtomicUsize>,
     barriers_started: usize,
+    /// Why a rank ended the program, seen by every rank.
+    aborted: Arc<Mutex<Option<String>>>,
 }
 
 /// The transports of `size` ranks joined to each other.
 pub(crate) fn network(size: usize) -> Vec<ThreadTransport> {
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..size).map(|_| channel()).unzip();
     let barrier = Arc::new(AtomicUsize::new(0));
+    let aborted = Arc::new(Mutex::new(None));
     inboxes
         .into_iter()
         .enumerate()
@@ -37,6 +40,7 @@ pub(crate) fn network(size: usize) -> Vec<ThreadTransport> {
             queues: (0..size).map(|_| VecDeque::new()).collect(),
             barrier: barrier.clone(),
             barriers_started: 0,
+            aborted: aborted.clone(),
         })
         .collect()
 }
@@ -122,7 +126,21 @@ impl Transport for ThreadTransport {
         self.barrier.load(Ordering::Acquire) >= self.barriers_started * self.size()
     }
 
-    fn abort(&mut self, code: i32) {
-        panic!("a rank aborted the program (code {code})");
+    fn abort(&mut self, code: i32, why: &str) {
+        let mut aborted = self.aborted.lock().unwrap_or_else(|e| e.into_inner());
+        aborted.get_or_insert_with(|| {
+            format!("rank {} ended the program (code {code}): {why}", self.rank)
+        });
+    }
+
+    fn aborted(&self) -> Option<String> {
+        self.aborted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn needs_every_rank_at_end(&self) -> bool {
+        false
     }
 }

@@ -7,12 +7,16 @@
 //! ```
 //!
 //! Without `mpirun` it is one rank. It prints, on rank 0, the residual `|L Lᵀ - A|` and
-//! the values and bytes each rank sent.
+//! what each rank ran and moved; `distributed trace.json` also writes every rank's trace
+//! merged into one Chrome trace (a process per rank).
 
 use dagger::mpi::{DistArray, Placement};
+use dagger::observe::Recorder;
 
 fn main() -> Result<(), dagger::Error> {
     let cluster = dagger::mpi::init()?;
+    let recorder = Recorder::new();
+    let _observing = dagger::runtime::default_runtime()?.observe(recorder.clone());
     let grid = Placement::square(&cluster);
     let (n, block) = (1200, 150);
     let started = std::time::Instant::now();
@@ -31,10 +35,8 @@ fn main() -> Result<(), dagger::Error> {
         .zip_map(&a, |x, y| (x - y).abs())?
         .map_reduce(|x| x, f64::max, 0.0)?;
     let elapsed = started.elapsed();
-    let traffic = cluster.traffic();
-    let me = dagger::spawn(move || vec![traffic.sent, traffic.sent_bytes]);
-    let all = cluster.all_gather(&me)?.fetch()?;
-    if cluster.rank() == 0 {
+    // Every rank's trace on rank 0: what each rank ran and moved, and one Chrome trace.
+    if let Some(merged) = cluster.merge_traces(&recorder, 0)? {
         println!(
             "cholesky of a {n}x{n} matrix in {block}x{block} tiles on {} ranks (grid {:?}): \
              max |L Lᵀ - A| = {residual:.2e}, {:.1} ms",
@@ -42,8 +44,11 @@ fn main() -> Result<(), dagger::Error> {
             grid.grid(),
             elapsed.as_secs_f64() * 1e3
         );
-        for (rank, sent) in all.iter().enumerate() {
-            println!("rank {rank}: sent {} values, {} bytes", sent[0], sent[1]);
+        print!("{merged}");
+        if let Some(path) = std::env::args().nth(1) {
+            std::fs::write(&path, merged.to_chrome_json())
+                .map_err(|e| dagger::Error::InvalidUse(format!("writing {path}: {e}")))?;
+            println!("merged trace: {path} (open it in https://ui.perfetto.dev)");
         }
     }
     cluster.finish()

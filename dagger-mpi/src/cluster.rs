@@ -78,7 +78,7 @@ impl Link {
 
 /// What this rank has sent and received so far: values, and their bytes (metadata and
 /// bulk; the fixed 33-byte head of each message is not counted).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     /// Values sent.
     pub sent: u64,
@@ -400,7 +400,7 @@ impl Cluster {
     }
 
     /// Waits for the tasks that send values (they run once their value is computed).
-    fn wait_until_posted(&self) {
+    pub(crate) fn wait_until_posted(&self) {
         self.inner.wait_until_posted();
     }
 

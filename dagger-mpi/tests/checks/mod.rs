@@ -6,7 +6,7 @@
 
 use dagger_array::DArray;
 use dagger_core::Error;
-use dagger_mpi::{Cluster, DistArray, Placement, Serde};
+use dagger_mpi::{Cluster, DistArray, DistData, Placement, Serde};
 
 pub type Check = fn(&Cluster) -> Result<(), String>;
 
@@ -31,6 +31,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("failure_reaches_every_rank", failure_reaches_every_rank),
     ("other_thread_is_an_error", other_thread_is_an_error),
     ("random_programs", random_programs),
+    ("merged_trace", merged_trace),
+    ("regions_match_plain_rust", regions_match_plain_rust),
+    ("region_failures_and_misuse", region_failures_and_misuse),
 ];
 
 fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -445,4 +448,219 @@ fn random_programs(cluster: &Cluster) -> Result<(), String> {
         })?;
     }
     Ok(())
+}
+
+/// Every rank's trace merged on rank 0: a process per rank, and the summary's traffic
+/// the ranks' own (taken during the merge: between rank 0's counts before and after).
+fn merged_trace(cluster: &Cluster) -> Result<(), String> {
+    let recorder = dagger_core::observe::Recorder::new();
+    let runtime = dagger_core::default_runtime().map_err(e)?;
+    let (before, merged) = {
+        let _observing = runtime.observe(recorder.clone());
+        let x = cluster
+            .spawn_on(cluster.size() - 1, || vec![1u64; 10_000])
+            .map_err(e)?;
+        let y = cluster
+            .spawn_on_with(0, (&x,), |x: &Vec<u64>| x.iter().sum::<u64>())
+            .map_err(e)?;
+        ensure(y.fetch().map_err(e)? == 10_000, || "the sum".into())?;
+        let before = cluster.traffic();
+        (before, cluster.merge_traces(&recorder, 0).map_err(e)?)
+    };
+    let after = cluster.traffic();
+    let Some(merged) = merged else {
+        return ensure(cluster.rank() != 0, || "no merged trace on rank 0".into());
+    };
+    ensure(cluster.rank() == 0, || "a merged trace off rank 0".into())?;
+    let ranks = merged.ranks();
+    ensure(ranks.len() == cluster.size(), || {
+        format!("{} summaries", ranks.len())
+    })?;
+    ensure(
+        ranks
+            .iter()
+            .enumerate()
+            .all(|(r, s)| s.rank == r && s.tasks > 0),
+        || format!("summaries out of order or empty: {ranks:?}"),
+    )?;
+    let counts = |t: dagger_mpi::Traffic| [t.sent, t.sent_bytes, t.received, t.received_bytes];
+    let (low, mid, high) = (counts(before), counts(ranks[0].traffic), counts(after));
+    ensure(
+        (0..4).all(|i| low[i] <= mid[i] && mid[i] <= high[i]),
+        || {
+            format!(
+                "rank 0's traffic {:?} is not between {before:?} and {after:?}",
+                ranks[0].traffic
+            )
+        },
+    )?;
+    let sent: u64 = ranks.iter().map(|r| r.traffic.sent_bytes).sum();
+    ensure(cluster.size() == 1 || sent >= 80_000, || {
+        format!("{sent} bytes sent")
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(merged.to_chrome_json()).map_err(|e| e.to_string())?;
+    let events = json["traceEvents"].as_array().ok_or("no events")?;
+    let mut pids: Vec<u64> = events.iter().filter_map(|ev| ev["pid"].as_u64()).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    ensure(
+        pids == (1..=cluster.size() as u64).collect::<Vec<_>>(),
+        || format!("processes {pids:?}"),
+    )?;
+    let named = events
+        .iter()
+        .filter(|ev| ev["name"] == "process_name")
+        .filter_map(|ev| ev["args"]["name"].as_str())
+        .filter(|name| name.starts_with("rank "))
+        .count();
+    ensure(named == cluster.size(), || format!("{named} ranks named"))?;
+    let tasks = events.iter().filter(|ev| ev["ph"] == "X").count();
+    ensure(
+        tasks >= ranks.iter().map(|r| r.tasks).sum::<usize>(),
+        || format!("{tasks} task events"),
+    )
+}
+
+/// A pseudo-random program of region tasks (the same on every rank: a fixed seed) over
+/// objects with different homes, against the same steps on plain vectors.
+fn regions_match_plain_rust(cluster: &Cluster) -> Result<(), String> {
+    const OBJECTS: usize = 5;
+    let size = cluster.size();
+    let objects: Vec<DistData<Vec<u64>>> = (0..OBJECTS)
+        .map(|i| cluster.data_on(i % size, move || vec![i as u64; 2_000]))
+        .collect::<Result<_, _>>()
+        .map_err(e)?;
+    let mut plain: Vec<Vec<u64>> = (0..OBJECTS).map(|i| vec![i as u64; 2_000]).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for step in 0..60u64 {
+        let r = next();
+        let (i, j) = (
+            (r % OBJECTS as u64) as usize,
+            ((r >> 8) % OBJECTS as u64) as usize,
+        );
+        let j = if i == j { (j + 1) % OBJECTS } else { j };
+        let k = (0..OBJECTS)
+            .find(|&k| k != i && k != j)
+            .expect("three objects");
+        match (r >> 16) % 5 {
+            0 => {
+                cluster
+                    .spawn_accessing(objects[i].write(), move |v: &mut Vec<u64>| {
+                        v.iter_mut()
+                            .for_each(|x| *x = x.wrapping_mul(3).wrapping_add(step))
+                    })
+                    .map_err(e)?;
+                plain[i]
+                    .iter_mut()
+                    .for_each(|x| *x = x.wrapping_mul(3).wrapping_add(step));
+            }
+            1 => {
+                cluster
+                    .spawn_accessing(
+                        (objects[j].read(), objects[i].write()),
+                        |src: &Vec<u64>, dst: &mut Vec<u64>| {
+                            dst.iter_mut()
+                                .zip(src)
+                                .for_each(|(d, s)| *d = d.wrapping_add(*s))
+                        },
+                    )
+                    .map_err(e)?;
+                let src = plain[j].clone();
+                plain[i]
+                    .iter_mut()
+                    .zip(&src)
+                    .for_each(|(d, s)| *d = d.wrapping_add(*s));
+            }
+            2 => {
+                cluster
+                    .spawn_accessing(
+                        (objects[i].read(), objects[j].read(), objects[k].write()),
+                        |a: &Vec<u64>, b: &Vec<u64>, c: &mut Vec<u64>| {
+                            for ((c, a), b) in c.iter_mut().zip(a).zip(b) {
+                                *c = a ^ b.rotate_left(7);
+                            }
+                        },
+                    )
+                    .map_err(e)?;
+                let (a, b) = (plain[i].clone(), plain[j].clone());
+                for ((c, a), b) in plain[k].iter_mut().zip(&a).zip(&b) {
+                    *c = a ^ b.rotate_left(7);
+                }
+            }
+            3 => {
+                // Explicit placement: both written objects move to `rank`.
+                let rank = (r >> 24) as usize % size;
+                cluster
+                    .spawn_accessing_on(
+                        rank,
+                        (objects[i].write(), objects[j].write()),
+                        |a: &mut Vec<u64>, b: &mut Vec<u64>| std::mem::swap(a, b),
+                    )
+                    .map_err(e)?;
+                plain.swap(i, j);
+                for data in [&objects[i], &objects[j]] {
+                    ensure(data.home() == rank, || {
+                        "a written object did not move".into()
+                    })?;
+                }
+            }
+            _ => {
+                // A task that only reads runs on the first object's home.
+                let check = plain[i].iter().fold(0u64, |h, x| h.rotate_left(5) ^ x);
+                cluster
+                    .spawn_accessing(objects[i].read(), move |v: &Vec<u64>| {
+                        assert_eq!(v.iter().fold(0u64, |h, x| h.rotate_left(5) ^ x), check)
+                    })
+                    .map_err(e)?;
+            }
+        }
+    }
+    for (i, data) in objects.iter().enumerate() {
+        let got = data.fetch().map_err(e)?;
+        ensure(got == plain[i], || {
+            format!(
+                "rank {}: object {i} differs from plain Rust",
+                cluster.rank()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A region task that panics fails what it writes and what is written from that, on
+/// every rank; declaring one object twice with a write is an error.
+fn region_failures_and_misuse(cluster: &Cluster) -> Result<(), String> {
+    let last = cluster.size() - 1;
+    let a = cluster.data_on(0, || 1u64).map_err(e)?;
+    let b = cluster.data_on(last, || 2u64).map_err(e)?;
+    cluster
+        .spawn_accessing(a.write(), |_: &mut u64| panic!("region task blew up"))
+        .map_err(e)?;
+    cluster
+        .spawn_accessing((a.read(), b.write()), |a: &u64, b: &mut u64| *b += a)
+        .map_err(e)?;
+    for (name, data) in [("a", &a), ("b", &b)] {
+        match data.fetch() {
+            Ok(v) => return Err(format!("{name} = {v} after a failed write")),
+            Err(error) => ensure(error.to_string().contains("region task blew up"), || {
+                format!("{name}: {error}")
+            })?,
+        }
+    }
+    let c = cluster.data_on(0, || 3u64).map_err(e)?;
+    let twice = cluster.spawn_accessing((c.read(), c.write()), |_: &u64, _: &mut u64| ());
+    ensure(twice.is_err(), || {
+        "one object read and written by one task".into()
+    })?;
+    cluster
+        .spawn_accessing((c.read(), c.read()), |x: &u64, y: &u64| assert_eq!(x, y))
+        .map_err(e)?;
+    ensure(c.fetch().map_err(e)? == 3, || "c changed".into())
 }

@@ -125,6 +125,12 @@ impl Recorder {
         }
     }
 
+    /// Its trace's clock now: nanoseconds since its time zero (to put traces taken in
+    /// different processes on one time axis).
+    pub fn now_ns(&self) -> u64 {
+        Timestamp::now().nanos_since(self.inner.origin)
+    }
+
     /// How many tasks have been recorded so far.
     pub fn task_count(&self) -> usize {
         self.inner.buffers.iter().map(|b| lock(b).tasks).sum()

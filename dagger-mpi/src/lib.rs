@@ -33,6 +33,11 @@
 //! method of [`Cluster`], [`Dist`] and [`DistArray`]) and their arguments that decide
 //! placement (ranks, shapes, blocks). Closures run only where their task is placed.
 //! Distributed operations are issued from one thread.
+//!
+//! Three ways to place work: tasks on a rank ([`Cluster::spawn_on`], values as [`Dist`]),
+//! arrays of blocks ([`DistArray`]), and regions of objects with read and write
+//! declarations ([`Cluster::data_on`], [`Cluster::spawn_accessing`]). Attach a recorder on
+//! every rank and [`Cluster::merge_traces`] shows them all on one time axis.
 
 #![warn(missing_docs)]
 

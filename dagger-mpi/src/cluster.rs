@@ -45,9 +45,43 @@ pub(crate) struct Link {
     traffic: [AtomicU64; 4],
     /// Values handed to tasks to send that are not posted yet.
     unposted: AtomicU64,
+    /// Region tasks that failed on this rank, reported by `finish`.
+    failures: Mutex<Vec<String>>,
+    /// This rank's region tasks that may still run (settled when they end): `finish`
+    /// waits for them, so that it reports every failure.
+    region_tasks: Mutex<Vec<Handle<()>>>,
 }
 
 impl Link {
+    /// A region task failed here: `finish` reports it.
+    pub(crate) fn note_failure(&self, failure: String) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(failure);
+    }
+
+    /// Keeps `settled` until `finish`; forgets those already settled now and then.
+    pub(crate) fn track_region_task(&self, settled: Handle<()>) {
+        let mut tasks = self.region_tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.len() >= 64 && tasks.len().is_power_of_two() {
+            tasks.retain(|task| !task.is_ready());
+        }
+        tasks.push(settled);
+    }
+
+    fn wait_for_region_tasks(&self) {
+        let tasks =
+            std::mem::take(&mut *self.region_tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.wait();
+        }
+    }
+
+    pub(crate) fn take_failures(&self) -> Vec<String> {
+        std::mem::take(&mut *self.failures.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn count(&self, first: usize, bytes: usize) {
         self.traffic[first].fetch_add(1, Ordering::Relaxed);
         self.traffic[first + 1].fetch_add(bytes as u64, Ordering::Relaxed);
@@ -205,6 +239,8 @@ impl Cluster {
                     port: comm.as_ref().map(|comm| comm.port().clone()),
                     traffic: Default::default(),
                     unposted: AtomicU64::new(0),
+                    failures: Mutex::new(Vec::new()),
+                    region_tasks: Mutex::new(Vec::new()),
                 }),
                 comm: Mutex::new(comm),
                 order: Mutex::new(Order {
@@ -297,6 +333,20 @@ impl Cluster {
             });
         }
         Ok(())
+    }
+
+    /// How many distributed operations this rank has issued (the same on every rank).
+    pub(crate) fn operations_issued(&self) -> u64 {
+        self.inner
+            .order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .operations
+    }
+
+    /// What the tasks of this rank need of it.
+    pub(crate) fn link(&self) -> Arc<Link> {
+        self.inner.link.clone()
     }
 
     /// The next transfer's number.
@@ -442,13 +492,16 @@ impl Inner {
     }
 
     /// Finishes the communication thread (once; later calls find nothing to finish) and
-    /// returns the protocol errors. In debug builds the end is recorded as one more
-    /// operation, so a rank that ends while others still issue operations is caught.
+    /// returns the protocol errors and the region tasks that failed here. In debug builds
+    /// the end is recorded as one more operation, so a rank that ends while others still
+    /// issue operations is caught.
     fn finish(&self, wait_for_others: bool) -> Vec<String> {
         self.wait_until_posted();
+        self.link.wait_for_region_tasks();
+        let mut errors = self.link.take_failures();
         let comm = self.comm.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(comm) = comm else {
-            return Vec::new();
+            return errors;
         };
         if cfg!(debug_assertions) && self.size > 1 {
             let index = self
@@ -463,7 +516,8 @@ impl Inner {
                     .to_owned(),
             });
         }
-        comm.finish(wait_for_others)
+        errors.extend(comm.finish(wait_for_others));
+        errors
     }
 }
 

@@ -108,6 +108,7 @@ impl Comm {
                         running.give_up(&why);
                         running.answer_finish();
                         running.transport.abort(3, &why);
+                        running.transport.leave();
                     }
                 }
                 Err(why) => {
@@ -266,9 +267,24 @@ impl<T: Transport> Loop<T> {
                 continue;
             }
             self.in_flight = self.transport.progress();
+            // Ranks gone before this drain: whatever they sent is in it.
+            let gone = self.gone_senders();
             while let Some((from, head)) = self.transport.try_receive_head() {
                 worked = true;
                 self.arrive(from, head);
+            }
+            for (id, from) in gone {
+                if self.expected.contains_key(&id) {
+                    worked = true;
+                    self.fail(
+                        id,
+                        format!(
+                            "rank {from} ended its program (its last Cluster dropped without \
+                             `finish`) before sending transfer {id}: the ranks did not run the \
+                             same sequence of distributed operations"
+                        ),
+                    );
+                }
             }
             if let Some((_, wait_for_others)) = &self.finish {
                 if self.in_flight == 0 && self.expected.is_empty() {
@@ -317,6 +333,16 @@ impl<T: Transport> Loop<T> {
             ));
         }
         self.answer_finish();
+        self.transport.leave();
+    }
+
+    /// The receives still expected from ranks that are gone.
+    fn gone_senders(&self) -> Vec<(u64, usize)> {
+        self.expected
+            .iter()
+            .filter(|(_, expected)| self.transport.has_left(expected.from))
+            .map(|(id, expected)| (*id, expected.from))
+            .collect()
     }
 
     /// The program was ended (or this thread cannot go on): fails every receive waiting

@@ -26,12 +26,15 @@ pub struct DistData<T> {
 
 struct DataInner<T> {
     cluster: Cluster,
+    /// The number of the operation that made it: the same object on every rank.
+    serial: u64,
     state: Mutex<DataState<T>>,
 }
 
 struct DataState<T> {
     current: Dist<T>,
-    /// This rank's tasks that read the current version (a write waits for them).
+    /// This rank's tasks that read the current version, settled when they end however
+    /// they end (a write waits for them, and does not take on their failure).
     readers: Vec<Handle<()>>,
 }
 
@@ -101,7 +104,7 @@ pub trait DistAccess: Send {
     #[doc(hidden)]
     type Prepared: Send + 'static;
     #[doc(hidden)]
-    fn describe(&self) -> (usize, bool, usize, &Cluster, &'static str);
+    fn describe(&self) -> Described<'_>;
     /// On every rank, in program order: makes the object's current version reach `rank`
     /// and, for a write, makes the next version there. On `rank`, returns what the task
     /// holds, with the tasks it must wait for added to `after`.
@@ -120,6 +123,30 @@ pub trait DistAccess: Send {
     fn finish(prepared: Self::Prepared, failure: Option<&str>);
 }
 
+/// What the checks and the SPMD record need to know of an access.
+#[doc(hidden)]
+pub struct Described<'a> {
+    key: usize,
+    serial: u64,
+    writes: bool,
+    home: usize,
+    cluster: &'a Cluster,
+    type_name: &'static str,
+}
+
+impl<T: Transfer + Clone> DistData<T> {
+    fn described(&self, writes: bool) -> Described<'_> {
+        Described {
+            key: self.key(),
+            serial: self.inner.serial,
+            writes,
+            home: self.home(),
+            cluster: &self.inner.cluster,
+            type_name: std::any::type_name::<T>(),
+        }
+    }
+}
+
 /// A marker task that finishes when `value` is ready (the main task waits for it).
 fn ready_marker<T: Send + Sync + 'static>(value: &Handle<T>) -> Handle<()> {
     dagger_core::spawn_with(value, |_: &T| ())
@@ -129,15 +156,8 @@ impl<T: Transfer + Clone> DistAccess for DistRead<'_, T> {
     type Arg<'a> = &'a T;
     type Prepared = Handle<T>;
 
-    fn describe(&self) -> (usize, bool, usize, &Cluster, &'static str) {
-        let home = self.0.home();
-        (
-            self.0.key(),
-            false,
-            home,
-            &self.0.inner.cluster,
-            std::any::type_name::<T>(),
-        )
+    fn describe(&self) -> Described<'_> {
+        self.0.described(false)
     }
 
     fn prepare(&self, rank: usize, after: &mut Vec<Handle<()>>) -> Option<Handle<T>> {
@@ -173,15 +193,8 @@ impl<T: Transfer + Clone> DistAccess for DistWrite<'_, T> {
     type Arg<'a> = &'a mut T;
     type Prepared = Written<T>;
 
-    fn describe(&self) -> (usize, bool, usize, &Cluster, &'static str) {
-        let home = self.0.home();
-        (
-            self.0.key(),
-            true,
-            home,
-            &self.0.inner.cluster,
-            std::any::type_name::<T>(),
-        )
+    fn describe(&self) -> Described<'_> {
+        self.0.described(true)
     }
 
     fn prepare(&self, rank: usize, after: &mut Vec<Handle<()>>) -> Option<Written<T>> {
@@ -250,23 +263,38 @@ macro_rules! tuple_accesses {
             F: for<'a> FnOnce($($name::Arg<'a>),*) + Send + 'static,
         {
             fn spawn(self, cluster: &Cluster, rank: Option<usize>, f: F) -> Result<(), Error> {
+                let at = std::panic::Location::caller();
                 let described = [$(self.$index.describe()),*];
                 let rank = place(cluster, rank, &described)?;
                 let mut after = Vec::new();
                 $(let $value = self.$index.prepare(rank, &mut after);)*
                 let ($(Some(mut $value),)*) = ($($value,)*) else { return Ok(()) };
-                let task = dagger_core::spawn_with(&after, move |_: Vec<&()>| {
+                // Settled when the task ends, or when it will never run (its closure is
+                // dropped): later writes wait for this, not for the task's success.
+                let (settled, settle) = dagger_core::promise::<()>();
+                let settle = Settle(Some(settle));
+                let link = cluster.link();
+                let link_for_finish = link.clone();
+                let _ = dagger_core::spawn_with(&after, move |_: Vec<&()>| {
+                    let _settle = settle;
                     $($name::load(&mut $value);)*
                     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         f($($name::arg(&mut $value)),*)
                     }));
                     let failure = ran.as_ref().err().map(|panic| panic_text(&**panic));
+                    // Noted before the written versions fail, so whoever sees those sees this.
+                    if let Some(failure) = &failure {
+                        link.note_failure(format!(
+                            "the region task at {at} panicked on rank {rank}: {failure}"
+                        ));
+                    }
                     $($name::finish($value, failure.as_deref());)*
                     if let Err(panic) = ran {
                         std::panic::resume_unwind(panic);
                     }
                 });
-                $(self.$index.spawned(&task);)*
+                $(self.$index.spawned(&settled);)*
+                link_for_finish.track_region_task(settled);
                 Ok(())
             }
         }
@@ -300,21 +328,33 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     crate::comm::panic_text(panic)
 }
 
+/// Completes its promise when dropped: with the task, or with its closure when the task
+/// will never run.
+struct Settle(Option<Promise<()>>);
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if let Some(promise) = self.0.take() {
+            promise.complete(Ok(()));
+        }
+    }
+}
+
 /// Checks the accesses and picks the task's rank: `rank`, else the home of the first
 /// object written, else of the first read. Records the operation.
 #[track_caller]
 fn place(
     cluster: &Cluster,
     rank: Option<usize>,
-    described: &[(usize, bool, usize, &Cluster, &'static str)],
+    described: &[Described<'_>],
 ) -> Result<usize, Error> {
-    for (_, _, _, of, _) in described {
-        cluster.check_same(of, "a region task")?;
+    for access in described {
+        cluster.check_same(access.cluster, "a region task")?;
     }
-    for (i, (key, writes, ..)) in described.iter().enumerate() {
+    for (i, access) in described.iter().enumerate() {
         if described[..i]
             .iter()
-            .any(|(other, other_writes, ..)| other == key && (*writes || *other_writes))
+            .any(|other| other.key == access.key && (access.writes || other.writes))
         {
             return Err(Error::InvalidUse(format!(
                 "a region task declares access {} to an object it already declared, with a \
@@ -327,16 +367,19 @@ fn place(
         Some(rank) => rank,
         None => described
             .iter()
-            .find(|(_, writes, ..)| *writes)
+            .find(|access| access.writes)
             .or(described.first())
-            .map_or(0, |(_, _, home, ..)| *home),
+            .map_or(0, |access| access.home),
     };
     cluster.check_rank(rank, "a region task")?;
     cluster.operation(format_args!(
         "a region task on rank {rank} accessing {:?}",
         described
             .iter()
-            .map(|(_, writes, home, _, ty)| (if *writes { "write" } else { "read" }, *home, *ty))
+            .map(|access| {
+                let how = if access.writes { "write" } else { "read" };
+                (how, access.serial, access.home, access.type_name)
+            })
             .collect::<Vec<_>>()
     ))?;
     Ok(rank)
@@ -369,12 +412,20 @@ impl Cluster {
         Ok(DistData {
             inner: Arc::new(DataInner {
                 cluster: self.clone(),
+                serial: self.operations_issued(),
                 state: Mutex::new(DataState {
                     current,
                     readers: Vec::new(),
                 }),
             }),
         })
+    }
+
+    /// The region tasks that failed (panicked) on this rank so far and not taken yet, taken
+    /// now; [`finish`](Cluster::finish) waits for this rank's region tasks and reports
+    /// those not taken. Not a distributed operation.
+    pub fn region_failures(&self) -> Vec<String> {
+        self.link().take_failures()
     }
 
     /// Spawns a region task with its declared accesses (one, or a tuple of up to four

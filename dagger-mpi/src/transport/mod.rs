@@ -81,6 +81,13 @@ pub(crate) trait Transport {
     fn aborted(&self) -> Option<String> {
         None
     }
+    /// Marks this rank as gone (its communication thread has ended), where the transport
+    /// can tell the others.
+    fn leave(&mut self) {}
+    /// Whether `rank` is gone: every message it sent has arrived, and no more will.
+    fn has_left(&self, _rank: usize) -> bool {
+        false
+    }
     /// Whether a rank must wait for every other at its end (MPI_Finalize is collective).
     fn needs_every_rank_at_end(&self) -> bool {
         true

@@ -2,7 +2,7 @@
 //! each sender's messages in the order they were sent, as MPI does.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,8 @@ pub(crate) struct ThreadTransport {
     barriers_started: usize,
     /// Why a rank ended the program, seen by every rank.
     aborted: Arc<Mutex<Option<String>>>,
+    /// The ranks whose communication thread has ended.
+    left: Arc<Vec<AtomicBool>>,
 }
 
 /// The transports of `size` ranks joined to each other.
@@ -30,6 +32,7 @@ pub(crate) fn network(size: usize) -> Vec<ThreadTransport> {
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..size).map(|_| channel()).unzip();
     let barrier = Arc::new(AtomicUsize::new(0));
     let aborted = Arc::new(Mutex::new(None));
+    let left: Arc<Vec<AtomicBool>> = Arc::new((0..size).map(|_| AtomicBool::new(false)).collect());
     inboxes
         .into_iter()
         .enumerate()
@@ -41,6 +44,7 @@ pub(crate) fn network(size: usize) -> Vec<ThreadTransport> {
             barrier: barrier.clone(),
             barriers_started: 0,
             aborted: aborted.clone(),
+            left: left.clone(),
         })
         .collect()
 }
@@ -142,5 +146,15 @@ impl Transport for ThreadTransport {
 
     fn needs_every_rank_at_end(&self) -> bool {
         false
+    }
+
+    fn leave(&mut self) {
+        // Memory ordering: Release after every message this rank sent; a rank that sees
+        // it (Acquire) then finds those messages in its queue.
+        self.left[self.rank].store(true, Ordering::Release);
+    }
+
+    fn has_left(&self, rank: usize) -> bool {
+        self.left[rank].load(Ordering::Acquire)
     }
 }

@@ -654,6 +654,15 @@ fn region_failures_and_misuse(cluster: &Cluster) -> Result<(), String> {
             })?,
         }
     }
+    // The panic is noted on the rank that ran the task (a's home), for `finish`.
+    let noted = cluster.region_failures();
+    ensure((cluster.rank() == 0) == (noted.len() == 1), || {
+        format!("rank {}: noted {noted:?}", cluster.rank())
+    })?;
+    ensure(
+        noted.iter().all(|n| n.contains("region task blew up")),
+        || format!("{noted:?}"),
+    )?;
     let c = cluster.data_on(0, || 3u64).map_err(e)?;
     let twice = cluster.spawn_accessing((c.read(), c.write()), |_: &u64, _: &mut u64| ());
     ensure(twice.is_err(), || {

@@ -13,6 +13,9 @@ const HEAD_FIXED: usize = 4 + 8 + 8 + 1 + 4 + 8;
 pub(crate) const INLINE_LIMIT: usize = 64 * 1024;
 /// MPI counts are `i32`: a large value goes in pieces of 1 GiB.
 pub(crate) const PIECE: usize = 1 << 30;
+/// Debug builds take the piece size from this variable, so that tests split small values
+/// (every rank must see the same value).
+pub(crate) const PIECE_ENV: &str = "DAGGER_MPI_PIECE_BYTES";
 /// A head is one MPI message: its metadata must stay well under `i32::MAX` bytes.
 pub(crate) const META_LIMIT: usize = 1 << 30;
 
@@ -130,7 +133,19 @@ pub(crate) fn read_head(bytes: &[u8]) -> Result<Head, String> {
 
 /// The pieces (start, end) of `len` bulk bytes.
 pub(crate) fn pieces(len: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..len.div_ceil(PIECE)).map(move |i| (i * PIECE, ((i + 1) * PIECE).min(len)))
+    let piece = piece();
+    (0..len.div_ceil(piece)).map(move |i| (i * piece, ((i + 1) * piece).min(len)))
+}
+
+fn piece() -> usize {
+    static PIECE_BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PIECE_BYTES.get_or_init(|| {
+        let chosen = std::env::var(PIECE_ENV).ok().and_then(|v| v.parse().ok());
+        match chosen {
+            Some(bytes) if cfg!(debug_assertions) && (1..=PIECE).contains(&bytes) => bytes,
+            _ => PIECE,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -168,10 +183,11 @@ mod tests {
     #[test]
     fn pieces_cover_the_bytes() {
         assert_eq!(pieces(0).count(), 0);
-        let p: Vec<_> = pieces(2 * PIECE + 5).collect();
+        let piece = piece();
+        let p: Vec<_> = pieces(2 * piece + 5).collect();
         assert_eq!(
             p,
-            vec![(0, PIECE), (PIECE, 2 * PIECE), (2 * PIECE, 2 * PIECE + 5)]
+            vec![(0, piece), (piece, 2 * piece), (2 * piece, 2 * piece + 5)]
         );
     }
 }

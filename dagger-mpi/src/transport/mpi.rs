@@ -44,7 +44,8 @@ impl MpiTransport {
                 "the MPI library offers {threading:?} threading; dagger needs Funneled"
             ));
         }
-        let world = universe.world();
+        // A communicator of dagger's own: its tags never meet the program's MPI traffic.
+        let world = universe.world().duplicate();
         Ok(MpiTransport {
             in_flight: Vec::new(),
             barrier: None,

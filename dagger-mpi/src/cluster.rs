@@ -20,7 +20,7 @@ use crate::wire;
 /// Call [`finish`](Cluster::finish) at the end of the program on every rank. Without
 /// it, the last handle dropped on the thread that issues the distributed operations
 /// finishes (every message sent and received; under MPI every rank met and MPI
-/// finalized); dropped on another thread it only starts that, without waiting. A rank
+/// finalized); dropped on another thread, that runs on a thread of its own. A rank
 /// whose issuing thread panics while dropping its last handle ends the whole program
 /// (`MPI_Abort`; ranks as threads fail every operation), so that no other rank waits
 /// for it forever.
@@ -68,6 +68,13 @@ impl Link {
             tasks.retain(|task| !task.is_ready());
         }
         tasks.push(settled);
+    }
+
+    /// Waits for the tasks that send values (they run once their value is computed).
+    fn wait_until_posted(&self) {
+        while self.unposted.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
     }
 
     fn wait_for_region_tasks(&self) {
@@ -477,9 +484,7 @@ impl Cluster {
 
 impl Inner {
     fn wait_until_posted(&self) {
-        while self.link.unposted.load(Ordering::Acquire) > 0 {
-            std::thread::sleep(std::time::Duration::from_micros(100));
-        }
+        self.link.wait_until_posted();
     }
 
     /// Whether the caller is the thread that issues the distributed operations (or none
@@ -491,66 +496,84 @@ impl Inner {
             .is_none_or(|thread| thread == std::thread::current().id())
     }
 
-    /// Finishes the communication thread (once; later calls find nothing to finish) and
-    /// returns the protocol errors and the region tasks that failed here. In debug builds
-    /// the end is recorded as one more operation, so a rank that ends while others still
-    /// issue operations is caught.
-    fn finish(&self, wait_for_others: bool) -> Vec<String> {
-        self.wait_until_posted();
-        self.link.wait_for_region_tasks();
-        let mut errors = self.link.take_failures();
-        let comm = self.comm.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(comm) = comm else {
-            return errors;
-        };
-        if cfg!(debug_assertions) && self.size > 1 {
-            let index = self
-                .order
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .operations
-                + 1;
-            self.link.command(Command::Record {
-                index,
-                description: "the end of the program (`finish`, or the last Cluster dropped)"
-                    .to_owned(),
-            });
-        }
-        errors.extend(comm.finish(wait_for_others));
-        errors
+    /// Takes the communication thread (once; later calls find none) and the number of
+    /// the end's record: in debug builds the end is recorded as one more operation, so a
+    /// rank that ends while others still issue operations is caught.
+    fn take_comm(&self) -> Option<(Comm, Option<u64>)> {
+        let comm = self.comm.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let operations = self
+            .order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .operations;
+        let record = (cfg!(debug_assertions) && self.size > 1).then_some(operations + 1);
+        Some((comm, record))
     }
+
+    /// Ends this rank (see `Cluster::finish`): the protocol errors and the region tasks
+    /// that failed here.
+    fn finish(&self, wait_for_others: bool) -> Vec<String> {
+        match self.take_comm() {
+            Some((comm, record)) => end(&self.link, comm, record, wait_for_others),
+            None => {
+                self.link.wait_for_region_tasks();
+                self.link.take_failures()
+            }
+        }
+    }
+}
+
+/// The end of a rank, on any thread: every value it owes sent, its region tasks ended,
+/// the end recorded, the communication thread finished.
+fn end(link: &Link, comm: Comm, record: Option<u64>, wait_for_others: bool) -> Vec<String> {
+    link.wait_until_posted();
+    link.wait_for_region_tasks();
+    let mut errors = link.take_failures();
+    if let Some(index) = record {
+        link.command(Command::Record {
+            index,
+            description: "the end of the program (`finish`, or the last Cluster dropped)"
+                .to_owned(),
+        });
+    }
+    errors.extend(comm.finish(wait_for_others));
+    errors
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        let rank = self.link.rank;
         if !self.on_issuing_thread() {
-            // A worker or another thread must not block here: start the end and go.
-            if let Some(comm) = self
-                .comm
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                comm.finish_in_background();
+            // A worker or another thread must not block here: the end runs on a thread of
+            // its own, which still sends every value this rank owes.
+            if let Some((comm, record)) = self.take_comm() {
+                let link = self.link.clone();
+                let ending = std::thread::Builder::new()
+                    .name("dagger-mpi-end".to_owned())
+                    .spawn(move || {
+                        for error in end(&link, comm, record, false) {
+                            eprintln!("dagger-mpi, rank {rank}: {error}");
+                        }
+                    });
+                if let Err(error) = ending {
+                    eprintln!(
+                        "dagger-mpi, rank {rank}: the end of the rank could not start: {error}"
+                    );
+                }
             }
             return;
         }
         if std::thread::panicking() {
-            if let Some(comm) = self
-                .comm
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
+            if let Some((comm, _)) = self.take_comm() {
                 let _ = comm.port().send(Command::Abort {
                     code: 1,
-                    why: format!("rank {} panicked", self.link.rank),
+                    why: format!("rank {rank} panicked"),
                 });
             }
             return;
         }
         for error in self.finish(false) {
-            eprintln!("dagger-mpi, rank {}: {error}", self.link.rank);
+            eprintln!("dagger-mpi, rank {rank}: {error}");
         }
     }
 }

@@ -146,15 +146,6 @@ impl Comm {
         let _ = self.thread.join();
         errors
     }
-
-    /// Asks the thread to finish without waiting for it, nor for the other ranks.
-    pub(crate) fn finish_in_background(self) {
-        let (answer, _) = channel();
-        let _ = self.port.send(Command::Finish {
-            answer,
-            wait_for_others: false,
-        });
-    }
 }
 
 pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

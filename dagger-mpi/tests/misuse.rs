@@ -2,66 +2,17 @@
 //! (`local_ranks`): each ends with an error on every rank, never a hang or a panic. Every
 //! multi-rank program runs under a timeout, so a hang fails instead of blocking.
 
+mod threads;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::channel;
-use std::sync::Arc;
 use std::time::Duration;
+use threads::{e, panic_text, run_ranks, within};
 
 use dagger_array::Block;
 use dagger_core::Error;
 use std::borrow::Cow;
 
 use dagger_mpi::{local_ranks, Cluster, DecodeError, EncodeError, Placement, Serde, Transfer};
-
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_owned()
-    }
-}
-
-/// Runs `program` on `size` ranks as threads; each rank's outcome (`Err` when it
-/// panicked), or `None` when they are not all done after `secs` seconds.
-fn run_ranks<R: Send + 'static>(
-    size: usize,
-    secs: u64,
-    program: impl Fn(Cluster) -> R + Send + Sync + 'static,
-) -> Option<Vec<Result<R, String>>> {
-    let program = Arc::new(program);
-    let (done, finished) = channel();
-    std::thread::spawn(move || {
-        let ranks = local_ranks(size);
-        let running: Vec<_> = ranks
-            .into_iter()
-            .map(|cluster| {
-                let program = program.clone();
-                std::thread::spawn(move || program(cluster))
-            })
-            .collect();
-        let outcome: Vec<Result<R, String>> = running
-            .into_iter()
-            .map(|r| r.join().map_err(panic_text))
-            .collect();
-        let _ = done.send(outcome);
-    });
-    finished.recv_timeout(Duration::from_secs(secs)).ok()
-}
-
-/// `f` in a thread, or `None` when it is not done after `secs` seconds.
-fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
-    let (done, finished) = channel();
-    std::thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    finished.recv_timeout(Duration::from_secs(secs)).ok()
-}
-
-fn e(error: Error) -> String {
-    error.to_string()
-}
 
 // ---------------------------------------------------------------------------------
 // Lifecycle of local ranks

@@ -512,8 +512,8 @@ pub mod task {
 /// Dynamic tasks: what `spawn_with` takes as inputs, promises, and the task memory.
 pub mod spawn {
     pub use dagger_core::{
-        release_task_memory, AllByRef, AllByValue, Apply, ByRef, ByValue, Input, IntoInput,
-        IntoInputs, Promise,
+        reduce_tree, release_task_memory, AllByRef, AllByValue, Apply, ByRef, ByValue, Input,
+        IntoInput, IntoInputs, Promise,
     };
 }
 

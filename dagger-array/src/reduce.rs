@@ -20,7 +20,7 @@ impl<T: Element> DArray<T> {
         identity: A,
     ) -> Result<A, Error> {
         let (map, reduce) = (Arc::new(map), Arc::new(reduce));
-        let mut level: Vec<Handle<A>> = self
+        let level: Vec<Handle<A>> = self
             .blocks
             .iter()
             .map(|h| {
@@ -32,21 +32,7 @@ impl<T: Element> DArray<T> {
                 })
             })
             .collect();
-        while level.len() > 1 {
-            let mut next = Vec::with_capacity(level.len().div_ceil(2));
-            let mut pairs = level.into_iter();
-            while let Some(a) = pairs.next() {
-                match pairs.next() {
-                    Some(b) => {
-                        let reduce = reduce.clone();
-                        next.push(spawn_with((a, b), move |a: A, b: A| reduce(a, b)));
-                    }
-                    None => next.push(a),
-                }
-            }
-            level = next;
-        }
-        match level.pop() {
+        match dagger_core::reduce_tree(level, move |a, b| reduce(a, b)) {
             Some(total) => total.fetch(),
             None => Ok(identity),
         }

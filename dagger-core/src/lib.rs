@@ -22,8 +22,8 @@ pub use graph::{Access, AccessMode, Edge, Graph, Hazard, Node, NodeKind, Schedul
 pub use observe::env::TRACE_ENV;
 pub use runtime::{default_runtime, Runtime, RuntimeBuilder, THREADS_ENV};
 pub use spawn::{
-    promise, release_task_memory, spawn, spawn_with, try_spawn_with, AllByRef, AllByValue, Apply,
-    ByRef, ByValue, Handle, Input, IntoInput, IntoInputs, Promise,
+    promise, reduce_tree, release_task_memory, spawn, spawn_with, try_spawn_with, AllByRef,
+    AllByValue, Apply, ByRef, ByValue, Handle, Input, IntoInput, IntoInputs, Promise,
 };
 pub use task::{find_task, registry, Location, Param, Task, TaskMeta};
 

@@ -174,7 +174,7 @@ impl DTable {
                 spawn_with(part, move |b: &RecordBatch| map(b))
             })
             .collect();
-        match reduce_tree(level, Arc::new(reduce)) {
+        match dagger_core::reduce_tree(level, reduce) {
             Some(total) => total.fetch().map(Some),
             None => Ok(None),
         }
@@ -202,28 +202,6 @@ impl DTable {
     pub(crate) fn column_type(&self, name: &str) -> Result<&DataType, Error> {
         field_type(&self.schema, name)
     }
-}
-
-/// Combines `level` pairwise in a tree of tasks; `None` when it is empty.
-pub(crate) fn reduce_tree<A: Clone + Send + Sync + 'static>(
-    mut level: Vec<Handle<A>>,
-    reduce: Arc<dyn Fn(A, A) -> A + Send + Sync>,
-) -> Option<Handle<A>> {
-    while level.len() > 1 {
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        let mut pairs = level.into_iter();
-        while let Some(a) = pairs.next() {
-            match pairs.next() {
-                Some(b) => {
-                    let reduce = reduce.clone();
-                    next.push(spawn_with((a, b), move |a: A, b: A| reduce(a, b)));
-                }
-                None => next.push(a),
-            }
-        }
-        level = next;
-    }
-    level.pop()
 }
 
 /// `batch` under the table's schema `expected`: the same column names and types, in

@@ -449,6 +449,39 @@ where
     launch(current_ref(), info, Call::infallible(inputs, f))
 }
 
+/// Combines `values` pairwise in a tree of tasks (`reduce` must be associative): the
+/// handle of the total, or `None` when there are no values. Each task takes its two
+/// inputs by value (moved when nothing else holds them).
+///
+/// ```
+/// let parts: Vec<_> = (1..=4u64).map(|i| dagger_core::spawn(move || i)).collect();
+/// let total = dagger_core::reduce_tree(parts, |a, b| a + b).expect("four values");
+/// assert_eq!(total.fetch()?, 10);
+/// # Ok::<(), dagger_core::Error>(())
+/// ```
+pub fn reduce_tree<A, R>(mut values: Vec<Handle<A>>, reduce: R) -> Option<Handle<A>>
+where
+    A: Clone + Send + Sync + 'static,
+    R: Fn(A, A) -> A + Send + Sync + 'static,
+{
+    let reduce = std::sync::Arc::new(reduce);
+    while values.len() > 1 {
+        let mut next = Vec::with_capacity(values.len().div_ceil(2));
+        let mut pairs = values.into_iter();
+        while let Some(a) = pairs.next() {
+            match pairs.next() {
+                Some(b) => {
+                    let reduce = reduce.clone();
+                    next.push(spawn_with((a, b), move |a: A, b: A| reduce(a, b)));
+                }
+                None => next.push(a),
+            }
+        }
+        values = next;
+    }
+    values.pop()
+}
+
 /// Like [`spawn_with`] for a closure that returns `Result`: an `Err` fails the task, and
 /// its dependents fail with it as their root cause.
 #[track_caller]
